@@ -1,0 +1,45 @@
+//! Domain types shared by every huddle crate: entities (tenants), departments,
+//! API keys, rooms with their lifecycle, participants and room events.
+//!
+//! This crate sits below `huddle-storage` and `huddle-proto` so that both can
+//! speak the same types without depending on each other.
+//!
+//! # Layout
+//! - [`entity`]: entities, departments, API keys
+//! - [`room`]: rooms, the room lifecycle, participants, events
+//! - [`time`]: millisecond timestamps
+//!
+//! # Example
+//! ```
+//! use huddle_core::room::RoomStatus;
+//! assert!(RoomStatus::Scheduled.can_transition_to(RoomStatus::Active));
+//! assert!(!RoomStatus::Completed.can_transition_to(RoomStatus::Active));
+//! ```
+
+pub mod entity;
+pub mod room;
+pub mod time;
+
+pub use entity::{ApiKey, Department, Entity, NewDepartment, NewEntity};
+pub use room::{
+    NewParticipant, NewRoom, Participant, ParticipantKind, Room, RoomEvent, RoomStatus,
+    effective_instructions,
+};
+pub use time::now_ms;
+
+/// Generates a new time-ordered identifier (UUID v7, hyphenated).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Limits shared by validation on every boundary.
+pub mod limits {
+    /// Department instructions may hold at most this many characters.
+    pub const MAX_INSTRUCTIONS_CHARS: usize = 8_000;
+    /// Names, titles and display names may hold at most this many characters.
+    pub const MAX_NAME_CHARS: usize = 200;
+    /// Hard ceiling for any entity's `max_participants`.
+    pub const MAX_PARTICIPANTS_CEILING: u32 = 10_000;
+    /// Default `max_participants` for a new entity.
+    pub const DEFAULT_MAX_PARTICIPANTS: u32 = 100;
+}
