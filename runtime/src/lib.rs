@@ -1,1 +1,227 @@
-//! wip
+//! The embeddable huddle runtime.
+//!
+//! A [`Runtime`] owns a supervision tree (root -> room supervisor -> one
+//! `RoomActor` per live room), the store (SQLite or Postgres) and the
+//! per-room event hub. Other Rust services start it in-process with
+//! [`Runtime::builder`] and talk to rooms through [`Api`] without gRPC; the
+//! `huddle serve` binary wraps the same runtime in a gRPC + HTTP [`server`].
+//!
+//! # Layout
+//! - [`config`]: the configuration tree (defaults -> file -> `HUDDLE__*` env)
+//! - [`api`]: [`Api`], the scoped operations on entities and rooms
+//! - [`auth`]: API keys and scopes
+//! - [`grpc`]: the tonic services (a thin adapter over [`Api`])
+//! - [`http`]: `/healthz` and Prometheus `/metrics`
+//! - [`server`]: binding listeners, serving, graceful shutdown
+//! - `root`: the root supervisor actor
+//!
+//! # Example
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use huddle_core::{NewEntity, NewParticipant, NewRoom, ParticipantKind, RoomStatus};
+//! use huddle_runtime::Runtime;
+//!
+//! let rt = Runtime::builder().database_url("sqlite::memory:").build().await.unwrap();
+//! let api = rt.admin();
+//! let acme = api.create_entity(NewEntity { name: "Acme".into(), ..Default::default() }).await.unwrap();
+//! let room = api
+//!     .create_room(NewRoom { entity_id: acme.id.clone(), title: "Standup".into(), ..Default::default() })
+//!     .await
+//!     .unwrap();
+//! api.start_room(&room.view.room.id).await.unwrap();
+//! let ada = api
+//!     .join_room(&room.view.room.id, NewParticipant {
+//!         kind: ParticipantKind::Human,
+//!         display_name: "Ada".into(),
+//!         email: None,
+//!         phone: None,
+//!         identity: String::new(),
+//!     })
+//!     .await
+//!     .unwrap();
+//! let got = api.get_room(&room.view.room.id).await.unwrap();
+//! assert_eq!(got.view.room.status, RoomStatus::Active);
+//! assert_eq!(got.view.participants[0].id, ada.id);
+//! rt.shutdown().await;
+//! # });
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use huddle_actors::hub::RoomHub;
+use huddle_actors::room_supervisor::{RoomSupervisorMsg, SupervisorStats};
+use huddle_storage::DynStore;
+use ractor::{Actor, ActorRef};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub mod api;
+pub mod auth;
+pub mod config;
+mod error;
+pub mod grpc;
+pub mod http;
+mod root;
+pub mod server;
+
+pub use api::{Api, RoomDetails, WatchItem};
+pub use auth::Scope;
+pub use config::{Config, ConfigError, RoomsConfig};
+pub use error::{ApiError, RuntimeError};
+
+/// A running huddle runtime. Cheap to clone; every clone is the same runtime.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    namespace: String,
+    store: DynStore,
+    hub: RoomHub,
+    root: ActorRef<root::RootMsg>,
+    request_timeout: Duration,
+    drain_timeout: Duration,
+    /// Cancelled when the runtime begins to shut down; ends watch streams.
+    closing: CancellationToken,
+}
+
+/// Builds a [`Runtime`]. Without a store or URL it opens `sqlite://huddle.db`.
+pub struct RuntimeBuilder {
+    database_url: String,
+    store: Option<DynStore>,
+    rooms: RoomsConfig,
+    request_timeout: Duration,
+}
+
+impl Runtime {
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            database_url: config::DatabaseConfig::default().url,
+            store: None,
+            rooms: RoomsConfig::default(),
+            request_timeout: Duration::from_millis(config::ServerConfig::default().request_timeout_ms),
+        }
+    }
+
+    /// Operations with full access to every entity.
+    pub fn admin(&self) -> Api {
+        Api::new(self.clone(), Scope::Admin)
+    }
+
+    /// Operations limited to one entity, as an entity-scoped API key sees them.
+    pub fn for_entity(&self, entity_id: impl Into<String>) -> Api {
+        Api::new(self.clone(), Scope::Entity(entity_id.into()))
+    }
+
+    /// Operations in the given scope.
+    pub fn scoped(&self, scope: Scope) -> Api {
+        Api::new(self.clone(), scope)
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.inner.store
+    }
+
+    /// Registry namespace of this runtime's actors (unique per runtime).
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    pub(crate) fn hub(&self) -> &RoomHub {
+        &self.inner.hub
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
+    pub(crate) fn closing(&self) -> &CancellationToken {
+        &self.inner.closing
+    }
+
+    pub(crate) fn room_supervisor(&self) -> Result<ActorRef<RoomSupervisorMsg>, ApiError> {
+        root::room_supervisor(&self.inner.namespace)
+            .ok_or_else(|| ApiError::Unavailable("room supervisor is restarting: retry shortly".into()))
+    }
+
+    /// Live rooms and restart counts of the room supervisor.
+    pub async fn stats(&self) -> Result<SupervisorStats, ApiError> {
+        let sup = self.room_supervisor()?;
+        ractor::call_t!(sup, |reply| RoomSupervisorMsg::Stats { reply }, 5_000)
+            .map_err(|e| ApiError::Unavailable(e.to_string()))
+    }
+
+    /// Ends watch streams, lets every live room finish its queued messages
+    /// (up to the drain timeout), then stops the actor tree. Idempotent.
+    pub async fn shutdown(&self) {
+        self.inner.closing.cancel();
+        if let Some(sup) = root::room_supervisor(&self.inner.namespace) {
+            let timeout = self.inner.drain_timeout;
+            let wait = timeout + Duration::from_secs(1);
+            let drained = sup.call(|reply| RoomSupervisorMsg::Drain { timeout, reply }, Some(wait)).await;
+            if let Ok(ractor::rpc::CallResult::Success(n)) = drained {
+                info!(rooms = n, "drained live rooms");
+            }
+        }
+        self.inner.root.stop_and_wait(Some("runtime shutdown".into()), Some(Duration::from_secs(5))).await.ok();
+    }
+}
+
+impl RuntimeBuilder {
+    /// `sqlite://PATH`, `sqlite::memory:` or `postgres://...`.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = url.into();
+        self
+    }
+
+    /// Use an already opened store instead of a URL.
+    pub fn store(mut self, store: DynStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    pub fn rooms(mut self, rooms: RoomsConfig) -> Self {
+        self.rooms = rooms;
+        self
+    }
+
+    /// Deadline for one operation inside the runtime.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Opens the store (creating and migrating it) and starts the actor tree.
+    pub async fn build(self) -> Result<Runtime, RuntimeError> {
+        let store = match self.store {
+            Some(s) => s,
+            None => huddle_storage::open(&self.database_url).await?,
+        };
+        let namespace = format!("rt-{}", &huddle_core::new_id()[24..]);
+        let hub = RoomHub::new(self.rooms.watch_buffer);
+        let args = root::RootArgs {
+            namespace: namespace.clone(),
+            store: store.clone(),
+            hub: hub.clone(),
+            backoff_base: Duration::from_millis(self.rooms.restart_backoff_base_ms),
+            backoff_max: Duration::from_millis(self.rooms.restart_backoff_max_ms),
+        };
+        let (root, _) = Actor::spawn(Some(format!("{namespace}/root")), root::RootActor, args)
+            .await
+            .map_err(|e| RuntimeError::Actors(e.to_string()))?;
+        info!(backend = store.backend(), %namespace, "runtime started");
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                namespace,
+                store,
+                hub,
+                root,
+                request_timeout: self.request_timeout,
+                drain_timeout: Duration::from_millis(self.rooms.drain_timeout_ms),
+                closing: CancellationToken::new(),
+            }),
+        })
+    }
+}

@@ -32,7 +32,10 @@ use huddle_core::{
     ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus,
 };
 
+mod change;
+mod page;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 /// Errors of the storage layer.

@@ -1,0 +1,541 @@
+//! [`Api`]: every operation on entities and rooms, checked against the
+//! caller's [`Scope`] and validated. The gRPC services and embedding
+//! applications both go through it.
+//!
+//! Reads of rooms come from the live room actor when there is one, else from
+//! storage. Changes to a room go through its actor, which persists before it
+//! acknowledges.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use huddle_actors::room::{self, RoomMsg, RoomView};
+use huddle_actors::room_supervisor::{RoomSupervisorMsg, find_room};
+use huddle_actors::RoomError;
+use huddle_core::limits::{MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, MAX_PARTICIPANTS_CEILING};
+use huddle_core::{
+    ApiKey, Department, Entity, NewDepartment, NewEntity, NewParticipant, NewRoom, Participant, Room, RoomEvent,
+    RoomStatus, effective_instructions, new_id, now_ms,
+};
+use huddle_storage::{DepartmentUpdate, EntityUpdate, Page, PageRequest, RoomFilter};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::auth::{Scope, generate_key};
+use crate::error::ApiError;
+use crate::Runtime;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// A room with its participants and effective instructions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomDetails {
+    pub view: RoomView,
+    /// Entity, department and room instructions, in that order.
+    pub effective_instructions: String,
+}
+
+/// One item of a watch stream: first a snapshot, then events in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchItem {
+    Snapshot(RoomDetails),
+    Event(RoomEvent),
+}
+
+/// A stream of watch items; it ends after the room ends.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchItem>> + Send>>;
+
+/// Operations as seen from one [`Scope`].
+#[derive(Clone)]
+pub struct Api {
+    rt: Runtime,
+    scope: Scope,
+}
+
+fn check_name(field: &'static str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(ApiError::invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::invalid(field, format!("must be at most {MAX_NAME_CHARS} characters")));
+    }
+    Ok(())
+}
+
+fn check_instructions(field: &'static str, value: &str) -> Result<()> {
+    let n = value.chars().count();
+    if n > MAX_INSTRUCTIONS_CHARS {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {MAX_INSTRUCTIONS_CHARS} characters (got {n})"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_id(field: &'static str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    if value.len() > 64 || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(ApiError::invalid(field, "is not a valid id"));
+    }
+    Ok(())
+}
+
+fn check_max_participants(field: &'static str, n: u32, allow_zero: bool) -> Result<()> {
+    if (n == 0 && !allow_zero) || n > MAX_PARTICIPANTS_CEILING {
+        let low = if allow_zero { 0 } else { 1 };
+        return Err(ApiError::invalid(field, format!("must be between {low} and {MAX_PARTICIPANTS_CEILING}")));
+    }
+    Ok(())
+}
+
+fn check_optional_contact(field: &'static str, value: &Option<String>) -> Result<()> {
+    if let Some(v) = value {
+        if v.len() > 320 {
+            return Err(ApiError::invalid(field, "must be at most 320 characters"));
+        }
+        if field == "email" && !v.contains('@') {
+            return Err(ApiError::invalid(field, "is not an email address"));
+        }
+        if field == "phone" && !v.chars().all(|c| c.is_ascii_digit() || "+-() ".contains(c)) {
+            return Err(ApiError::invalid(field, "may hold only digits, spaces and + - ( )"));
+        }
+    }
+    Ok(())
+}
+
+/// What a failed or refused room call means for the caller.
+enum Delivery<T> {
+    Done(T),
+    /// The room is over (no actor); here is its stored state.
+    Ended(Room),
+}
+
+impl Api {
+    pub(crate) fn new(rt: Runtime, scope: Scope) -> Self {
+        Api { rt, scope }
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    fn require_admin(&self, what: &str) -> Result<()> {
+        if self.scope.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied(format!("{what} needs the admin key")))
+        }
+    }
+
+    /// The entity, if this scope may see it; another entity is NOT_FOUND.
+    async fn visible_entity(&self, id: &str) -> Result<Entity> {
+        check_id("entity_id", id)?;
+        if !self.scope.sees(id) {
+            return Err(ApiError::NotFound { what: "entity", id: id.to_string() });
+        }
+        Ok(self.rt.store().get_entity(id).await?)
+    }
+
+    /// The stored room, if this scope may see it; another entity's room is NOT_FOUND.
+    async fn visible_room(&self, id: &str) -> Result<Room> {
+        check_id("room_id", id)?;
+        let room = self.rt.store().get_room(id).await?;
+        if !self.scope.sees(&room.entity_id) {
+            return Err(ApiError::NotFound { what: "room", id: id.to_string() });
+        }
+        Ok(room)
+    }
+
+    // ---- entities ----
+
+    pub async fn create_entity(&self, new: NewEntity) -> Result<Entity> {
+        self.require_admin("creating entities")?;
+        check_name("name", &new.name)?;
+        check_instructions("default_instructions", &new.default_instructions)?;
+        if let Some(n) = new.max_participants {
+            check_max_participants("max_participants", n, false)?;
+        }
+        if new.kind.len() > MAX_NAME_CHARS {
+            return Err(ApiError::invalid("type", format!("must be at most {MAX_NAME_CHARS} characters")));
+        }
+        Ok(self.rt.store().create_entity(new).await?)
+    }
+
+    pub async fn get_entity(&self, id: &str) -> Result<Entity> {
+        self.visible_entity(id).await
+    }
+
+    pub async fn list_entities(&self, page: PageRequest) -> Result<Page<Entity>> {
+        match &self.scope {
+            Scope::Admin => Ok(self.rt.store().list_entities(page).await?),
+            Scope::Entity(id) => {
+                let own = self.rt.store().get_entity(id).await?;
+                Ok(Page { items: if page.token.is_empty() { vec![own] } else { vec![] }, next_token: String::new() })
+            }
+        }
+    }
+
+    /// Entity keys may change their own entity's name, type and default
+    /// instructions; limits and activation need the admin key.
+    pub async fn update_entity(&self, id: &str, update: EntityUpdate) -> Result<Entity> {
+        self.visible_entity(id).await?;
+        if !self.scope.is_admin()
+            && (update.max_participants.is_some()
+                || update.active.is_some()
+                || update.recording_retention_days.is_some())
+        {
+            return Err(ApiError::PermissionDenied(
+                "changing max_participants, recording_retention_days or active needs the admin key".into(),
+            ));
+        }
+        if let Some(n) = &update.name {
+            check_name("name", n)?;
+        }
+        if let Some(s) = &update.default_instructions {
+            check_instructions("default_instructions", s)?;
+        }
+        if let Some(n) = update.max_participants {
+            check_max_participants("max_participants", n, false)?;
+        }
+        Ok(self.rt.store().update_entity(id, update).await?)
+    }
+
+    pub async fn create_department(&self, new: NewDepartment) -> Result<Department> {
+        self.visible_entity(&new.entity_id).await?;
+        check_name("name", &new.name)?;
+        check_instructions("instructions", &new.instructions)?;
+        Ok(self.rt.store().create_department(new).await?)
+    }
+
+    pub async fn list_departments(&self, entity_id: &str) -> Result<Vec<Department>> {
+        self.visible_entity(entity_id).await?;
+        Ok(self.rt.store().list_departments(entity_id).await?)
+    }
+
+    pub async fn update_department(&self, id: &str, update: DepartmentUpdate) -> Result<Department> {
+        check_id("id", id)?;
+        let dept = self.rt.store().get_department(id).await?;
+        if !self.scope.sees(&dept.entity_id) {
+            return Err(ApiError::NotFound { what: "department", id: id.to_string() });
+        }
+        if let Some(n) = &update.name {
+            check_name("name", n)?;
+        }
+        if let Some(s) = &update.instructions {
+            check_instructions("instructions", s)?;
+        }
+        Ok(self.rt.store().update_department(id, update).await?)
+    }
+
+    /// A new entity-scoped key; the secret is returned once and never stored.
+    pub async fn create_api_key(&self, entity_id: &str) -> Result<(ApiKey, String)> {
+        self.require_admin("creating API keys")?;
+        self.visible_entity(entity_id).await?;
+        let (key, secret) = generate_key(entity_id);
+        let key = self.rt.store().create_api_key(key).await?;
+        Ok((key, secret))
+    }
+
+    // ---- rooms ----
+
+    async fn details(&self, view: RoomView) -> Result<RoomDetails> {
+        let store = self.rt.store();
+        let entity = store.get_entity(&view.room.entity_id).await?;
+        let dept = match &view.room.department_id {
+            Some(d) => Some(store.get_department(d).await?),
+            None => None,
+        };
+        let effective_instructions = effective_instructions(
+            &entity.default_instructions,
+            dept.as_ref().map(|d| d.instructions.as_str()),
+            &view.room.custom_instructions,
+        );
+        Ok(RoomDetails { view, effective_instructions })
+    }
+
+    pub async fn create_room(&self, new: NewRoom) -> Result<RoomDetails> {
+        let entity = self.visible_entity(&new.entity_id).await?;
+        if !entity.active {
+            return Err(ApiError::FailedPrecondition(format!(
+                "entity `{}` is inactive: reactivate it to create rooms",
+                entity.id
+            )));
+        }
+        check_name("title", &new.title)?;
+        check_instructions("custom_instructions", &new.custom_instructions)?;
+        check_max_participants("max_participants", new.max_participants, true)?;
+        if new.max_participants > entity.max_participants {
+            return Err(ApiError::invalid(
+                "max_participants",
+                format!("must not exceed the entity's maximum of {}", entity.max_participants),
+            ));
+        }
+        if let Some(d) = &new.department_id {
+            check_id("department_id", d)?;
+        }
+        let now = now_ms();
+        let room = Room {
+            id: new_id(),
+            entity_id: new.entity_id,
+            department_id: new.department_id,
+            title: new.title,
+            custom_instructions: new.custom_instructions,
+            status: RoomStatus::Scheduled,
+            max_participants: new.max_participants,
+            scheduled_for_ms: new.scheduled_for_ms,
+            created_at_ms: now,
+            started_at_ms: None,
+            ended_at_ms: None,
+            cancel_reason: None,
+            event_seq: 1,
+        };
+        let created = RoomEvent {
+            room_id: room.id.clone(),
+            seq: 1,
+            kind: "created".into(),
+            data: json!({ "title": room.title, "entity_id": room.entity_id, "department_id": room.department_id }),
+            at_ms: now,
+        };
+        let room = self.rt.store().create_room(room, vec![created]).await?;
+        self.details(RoomView { room, participants: vec![] }).await
+    }
+
+    pub async fn get_room(&self, id: &str) -> Result<RoomDetails> {
+        let stored = self.visible_room(id).await?;
+        let view = match find_room(self.rt.namespace(), id) {
+            Some(actor) => match ractor::call_t!(actor, |reply| RoomMsg::Get { reply }, 5_000) {
+                Ok(v) => v,
+                Err(_) => room::load(self.rt.store(), id).await?,
+            },
+            None => RoomView { participants: self.rt.store().list_participants(id).await?, room: stored },
+        };
+        self.details(view).await
+    }
+
+    /// Rooms newest first. An entity key lists only its entity's rooms.
+    pub async fn list_rooms(&self, mut filter: RoomFilter, page: PageRequest) -> Result<Page<Room>> {
+        match (&self.scope, &filter.entity_id) {
+            (Scope::Entity(own), None) => filter.entity_id = Some(own.clone()),
+            (_, Some(e)) => {
+                self.visible_entity(e).await?;
+            }
+            (Scope::Admin, None) => {}
+        }
+        if let (Some(a), Some(b)) = (filter.created_from_ms, filter.created_to_ms) {
+            if a > b {
+                return Err(ApiError::invalid("created_after", "must not be after created_before"));
+            }
+        }
+        Ok(self.rt.store().list_rooms(filter, page).await?)
+    }
+
+    pub async fn start_room(&self, id: &str) -> Result<RoomDetails> {
+        self.visible_room(id).await?;
+        match self.call_room(id, false, |reply| RoomMsg::Start { reply }).await? {
+            Delivery::Done(v) => self.details(v).await,
+            Delivery::Ended(room) => Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Active }),
+        }
+    }
+
+    pub async fn end_room(&self, id: &str) -> Result<RoomDetails> {
+        self.visible_room(id).await?;
+        match self.call_room(id, false, |reply| RoomMsg::End { reply }).await? {
+            Delivery::Done(v) => self.details(v).await,
+            Delivery::Ended(room) => {
+                Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Completed })
+            }
+        }
+    }
+
+    pub async fn cancel_room(&self, id: &str, reason: &str) -> Result<RoomDetails> {
+        self.visible_room(id).await?;
+        if reason.trim().is_empty() {
+            return Err(ApiError::invalid("reason", "is required to cancel a room"));
+        }
+        check_instructions("reason", reason)?;
+        let reason = reason.to_string();
+        match self.call_room(id, false, move |reply| RoomMsg::Cancel { reason: reason.clone(), reply }).await? {
+            Delivery::Done(v) => self.details(v).await,
+            Delivery::Ended(room) => {
+                Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Cancelled })
+            }
+        }
+    }
+
+    pub async fn join_room(&self, id: &str, new: NewParticipant) -> Result<Participant> {
+        self.visible_room(id).await?;
+        check_name("display_name", &new.display_name)?;
+        check_optional_contact("email", &new.email)?;
+        check_optional_contact("phone", &new.phone)?;
+        if new.identity.len() > MAX_NAME_CHARS {
+            return Err(ApiError::invalid("identity", format!("must be at most {MAX_NAME_CHARS} characters")));
+        }
+        match self.call_room(id, false, move |reply| RoomMsg::Join { participant: new.clone(), reply }).await? {
+            Delivery::Done(p) => Ok(p),
+            Delivery::Ended(room) => Err(RoomError::Ended { status: room.status }.into()),
+        }
+    }
+
+    pub async fn leave_room(&self, id: &str, participant_id: &str) -> Result<Participant> {
+        self.visible_room(id).await?;
+        check_id("participant_id", participant_id)?;
+        let pid = participant_id.to_string();
+        match self.call_room(id, false, move |reply| RoomMsg::Leave { participant_id: pid.clone(), reply }).await? {
+            Delivery::Done(p) => Ok(p),
+            Delivery::Ended(room) => Err(RoomError::Ended { status: room.status }.into()),
+        }
+    }
+
+    /// Fault injection for supervision tests: makes the room's actor panic.
+    #[doc(hidden)]
+    pub async fn inject_room_panic(&self, id: &str) -> Result<()> {
+        self.require_admin("fault injection")?;
+        let actor = self.ensure_room(id).await?.ok_or_else(|| {
+            ApiError::FailedPrecondition(format!("room `{id}` is over and has no actor"))
+        })?;
+        actor.cast(RoomMsg::InjectPanic).map_err(|e| ApiError::Unavailable(e.to_string()))
+    }
+
+    /// The live actor of a room, spawned on demand; `None` if the room is over.
+    async fn ensure_room(&self, id: &str) -> Result<Option<ActorRef<RoomMsg>>> {
+        if let Some(a) = find_room(self.rt.namespace(), id) {
+            return Ok(Some(a));
+        }
+        let sup = self.rt.room_supervisor()?;
+        let timeout = self.rt.request_timeout();
+        match sup.call(|reply| RoomSupervisorMsg::Ensure { room_id: id.to_string(), reply }, Some(timeout)).await {
+            Ok(CallResult::Success(r)) => Ok(r?),
+            Ok(CallResult::Timeout) => Err(ApiError::DeadlineExceeded("room supervisor did not answer in time".into())),
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(ApiError::Unavailable("room supervisor is restarting: retry shortly".into()))
+            }
+        }
+    }
+
+    /// Sends a request to a room's actor, spawning it on demand, and retries
+    /// while the actor is restarting — but only where the request surely was
+    /// not executed (it never reached the actor), unless `idempotent`.
+    async fn call_room<T, F>(&self, id: &str, idempotent: bool, make: F) -> Result<Delivery<T>>
+    where
+        T: Send + 'static,
+        F: Fn(RpcReplyPort<std::result::Result<T, RoomError>>) -> RoomMsg,
+    {
+        let deadline = tokio::time::Instant::now() + self.rt.request_timeout();
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(ApiError::DeadlineExceeded(format!("room `{id}` did not answer in time")));
+            }
+            let actor = match self.ensure_room(id).await {
+                Ok(Some(a)) => a,
+                Ok(None) => return Ok(Delivery::Ended(self.rt.store().get_room(id).await?)),
+                Err(ApiError::Unavailable(_)) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match actor.call(&make, Some(remaining)).await {
+                Ok(CallResult::Success(Ok(v))) => return Ok(Delivery::Done(v)),
+                Ok(CallResult::Success(Err(RoomError::Restarting { .. }))) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(CallResult::Success(Err(e))) => return Err(e.into()),
+                Ok(CallResult::Timeout) => {
+                    return Err(ApiError::DeadlineExceeded(format!("room `{id}` did not answer in time")));
+                }
+                // Delivered, but the actor stopped before replying: either the
+                // room just ended (then the request was dropped unexecuted) or
+                // the actor crashed while handling it.
+                Ok(CallResult::SenderError) => {
+                    let room = self.rt.store().get_room(id).await?;
+                    if room.status.is_terminal() {
+                        return Ok(Delivery::Ended(room));
+                    }
+                    if !idempotent {
+                        return Err(ApiError::Unavailable(format!(
+                            "room `{id}` restarted while handling the request: check the room before retrying"
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // Never delivered: the actor was already gone. Safe to retry.
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    /// A snapshot of the room, then every later event in order (gap-free: a
+    /// watcher that falls behind catches up from the stored log). The stream
+    /// ends after the room ends or the runtime shuts down.
+    pub async fn watch_room(&self, id: &str) -> Result<WatchStream> {
+        self.visible_room(id).await?;
+        let hub = self.rt.hub().clone();
+        let mut events = hub.subscribe(id);
+        let snapshot = self.get_room(id).await?;
+        let (tx, rx) = mpsc::channel::<Result<WatchItem>>(64);
+        let terminal = snapshot.view.room.status.is_terminal();
+        let mut last_seq = snapshot.view.room.event_seq;
+        let store = self.rt.store().clone();
+        let closing = self.rt.closing().clone();
+        let room_id = id.to_string();
+        tokio::spawn(async move {
+            if tx.send(Ok(WatchItem::Snapshot(snapshot))).await.is_err() || terminal {
+                drop(events);
+                hub.release_if_unwatched(&room_id);
+                return;
+            }
+            loop {
+                let next = tokio::select! {
+                    _ = tx.closed() => break,
+                    _ = closing.cancelled() => break,
+                    r = events.recv() => r,
+                };
+                let closed = matches!(next, Err(broadcast::error::RecvError::Closed));
+                let (catch_up_to, live) = match next {
+                    Ok(ev) if ev.seq <= last_seq => continue,
+                    Ok(ev) if ev.seq == last_seq + 1 => (None, Some(ev)),
+                    Ok(ev) => (Some(ev.seq - 1), Some(ev)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => (Some(u64::MAX), None),
+                    Err(broadcast::error::RecvError::Closed) => (Some(u64::MAX), None),
+                };
+                let mut batch = vec![];
+                if let Some(upto) = catch_up_to {
+                    match store.list_events(&room_id, last_seq, 10_000).await {
+                        Ok(stored) => batch.extend(stored.into_iter().filter(|e| e.seq <= upto)),
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            break;
+                        }
+                    }
+                }
+                batch.extend(live);
+                let mut done = false;
+                for ev in batch {
+                    if ev.seq <= last_seq {
+                        continue;
+                    }
+                    last_seq = ev.seq;
+                    let ended = matches!(ev.kind.as_str(), "completed" | "cancelled");
+                    if tx.send(Ok(WatchItem::Event(ev))).await.is_err() || ended {
+                        done = true;
+                        break;
+                    }
+                }
+                if done || closed {
+                    break;
+                }
+            }
+            drop(events);
+            hub.release_if_unwatched(&room_id);
+        });
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+}

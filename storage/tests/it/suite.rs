@@ -1,0 +1,714 @@
+//! The conformance suite: every backend must pass every test here. Each test
+//! is an async fn over a fresh [`TestDb`]; `main.rs` instantiates the suite
+//! once per backend.
+
+use std::collections::BTreeSet;
+
+use huddle_core::limits::DEFAULT_MAX_PARTICIPANTS;
+use huddle_core::{ApiKey, NewDepartment, NewEntity, ParticipantKind, RoomStatus, now_ms};
+use huddle_storage::{
+    DepartmentUpdate, EntityUpdate, PageRequest, RoomFilter, StorageError,
+};
+
+use crate::assert_err;
+use crate::common::{Backend, TestDb, change, create_room, entity, event, participant, room};
+
+fn page(size: u32, token: &str) -> PageRequest {
+    PageRequest { size, token: token.to_string() }
+}
+
+pub async fn backend_name(db: &TestDb) {
+    let expected = match db.backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(db.store().backend(), expected);
+}
+
+pub async fn entity_crud(db: &TestDb) {
+    let store = db.store();
+    let before = now_ms();
+    let created = store
+        .create_entity(NewEntity {
+            name: "Acme".into(),
+            kind: "company".into(),
+            default_instructions: "be polite".into(),
+            max_participants: None,
+            recording_retention_days: 30,
+        })
+        .await
+        .unwrap();
+    assert!(!created.id.is_empty());
+    assert_eq!(created.name, "Acme");
+    assert_eq!(created.kind, "company");
+    assert_eq!(created.default_instructions, "be polite");
+    assert_eq!(created.max_participants, DEFAULT_MAX_PARTICIPANTS);
+    assert_eq!(created.recording_retention_days, 30);
+    assert!(created.active);
+    assert!(created.created_at_ms >= before && created.created_at_ms <= now_ms());
+    assert_eq!(created.updated_at_ms, created.created_at_ms);
+    assert_eq!(store.get_entity(&created.id).await.unwrap(), created);
+
+    let small = store
+        .create_entity(NewEntity { name: "Tiny".into(), max_participants: Some(7), ..Default::default() })
+        .await
+        .unwrap();
+    assert_ne!(small.id, created.id);
+    assert_eq!(store.get_entity(&small.id).await.unwrap().max_participants, 7);
+
+    let updated = store
+        .update_entity(
+            &created.id,
+            EntityUpdate {
+                name: Some("Acme Ltd".into()),
+                max_participants: Some(9),
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "Acme Ltd");
+    assert_eq!(updated.max_participants, 9);
+    assert!(!updated.active);
+    // Fields left as None keep their values.
+    assert_eq!(updated.kind, "company");
+    assert_eq!(updated.default_instructions, "be polite");
+    assert_eq!(updated.recording_retention_days, 30);
+    assert_eq!(updated.created_at_ms, created.created_at_ms);
+    assert!(updated.updated_at_ms >= created.updated_at_ms);
+    assert_eq!(store.get_entity(&created.id).await.unwrap(), updated);
+    // The other entity is untouched.
+    assert_eq!(store.get_entity(&small.id).await.unwrap(), small);
+
+    let updated = store
+        .update_entity(
+            &created.id,
+            EntityUpdate {
+                kind: Some("school".into()),
+                default_instructions: Some(String::new()),
+                recording_retention_days: Some(0),
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "Acme Ltd");
+    assert_eq!(updated.kind, "school");
+    assert_eq!(updated.default_instructions, "");
+    assert_eq!(updated.recording_retention_days, 0);
+    assert!(updated.active);
+
+    assert_err!(
+        store.get_entity("missing").await,
+        StorageError::NotFound { what: "entity", ref id } if id == "missing"
+    );
+    assert_err!(
+        store.update_entity("missing", EntityUpdate { name: Some("x".into()), ..Default::default() }).await,
+        StorageError::NotFound { what: "entity", .. }
+    );
+}
+
+pub async fn entity_pagination(db: &TestDb) {
+    let store = db.store();
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        expected.push(entity(store, &format!("e{i}")).await);
+    }
+    expected.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut token = String::new();
+    loop {
+        let p = store.list_entities(page(3, &token)).await.unwrap();
+        sizes.push(p.items.len());
+        seen.extend(p.items);
+        if p.next_token.is_empty() {
+            break;
+        }
+        assert_ne!(p.next_token, token, "the token must advance");
+        token = p.next_token;
+    }
+    assert_eq!(sizes, vec![3, 3, 1]);
+    assert_eq!(seen, expected, "oldest first, each entity exactly once");
+
+    // A page that holds exactly the rest has no next page.
+    let all = store.list_entities(page(7, "")).await.unwrap();
+    assert_eq!(all.items, expected);
+    assert!(all.next_token.is_empty());
+    // Size 0 means the default size.
+    let default = store.list_entities(PageRequest::default()).await.unwrap();
+    assert_eq!(default.items.len(), 7);
+    assert!(default.next_token.is_empty());
+    // A page after the last item is empty.
+    let p6 = store.list_entities(page(6, "")).await.unwrap();
+    assert_eq!(p6.items, expected[..6]);
+    let rest = store.list_entities(page(6, &p6.next_token)).await.unwrap();
+    assert_eq!(rest.items, expected[6..]);
+    assert!(rest.next_token.is_empty());
+}
+
+pub async fn invalid_page_tokens(db: &TestDb) {
+    let store = db.store();
+    let e = entity(store, "Acme").await;
+    create_room(store, room(&e.id, "r1", 1_000)).await;
+    for token in ["not a token", "!!", "bm8tY29sb24", "eDox"] {
+        // "bm8tY29sb24" is base64url of "no-colon", "eDox" of "x:1".
+        assert_err!(store.list_entities(page(2, token)).await, StorageError::InvalidPageToken);
+        assert_err!(
+            store.list_rooms(RoomFilter::default(), page(2, token)).await,
+            StorageError::InvalidPageToken
+        );
+    }
+}
+
+pub async fn department_uniqueness_and_update(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let other = entity(store, "Other").await;
+    let new = |entity_id: &str, name: &str| NewDepartment {
+        entity_id: entity_id.to_string(),
+        name: name.to_string(),
+        instructions: format!("{name} rules"),
+    };
+
+    let sales = store.create_department(new(&acme.id, "Sales")).await.unwrap();
+    assert_eq!(sales.entity_id, acme.id);
+    assert_eq!(sales.name, "Sales");
+    assert_eq!(sales.instructions, "Sales rules");
+    assert_eq!(sales.created_at_ms, sales.updated_at_ms);
+    assert_eq!(store.get_department(&sales.id).await.unwrap(), sales);
+
+    assert_err!(
+        store.create_department(new(&acme.id, "Sales")).await,
+        StorageError::AlreadyExists { what: "department", ref value } if value == "Sales"
+    );
+    // The same name in another entity is fine.
+    let other_sales = store.create_department(new(&other.id, "Sales")).await.unwrap();
+    assert_ne!(other_sales.id, sales.id);
+    assert_err!(
+        store.create_department(new("missing", "Sales")).await,
+        StorageError::NotFound { what: "entity", ref id } if id == "missing"
+    );
+
+    let eng = store.create_department(new(&acme.id, "Engineering")).await.unwrap();
+    let names: Vec<String> =
+        store.list_departments(&acme.id).await.unwrap().into_iter().map(|d| d.name).collect();
+    assert_eq!(names, vec!["Engineering", "Sales"], "ordered by name");
+    assert_eq!(store.list_departments(&other.id).await.unwrap(), vec![other_sales.clone()]);
+
+    let updated = store
+        .update_department(
+            &eng.id,
+            DepartmentUpdate { name: None, instructions: Some("ship it".into()) },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "Engineering");
+    assert_eq!(updated.instructions, "ship it");
+    assert!(updated.updated_at_ms >= eng.updated_at_ms);
+    assert_eq!(updated.created_at_ms, eng.created_at_ms);
+    assert_eq!(store.get_department(&eng.id).await.unwrap(), updated);
+
+    assert_err!(
+        store
+            .update_department(&eng.id, DepartmentUpdate { name: Some("Sales".into()), instructions: None })
+            .await,
+        StorageError::AlreadyExists { what: "department", ref value } if value == "Sales"
+    );
+    assert_eq!(store.get_department(&eng.id).await.unwrap(), updated, "a refused update writes nothing");
+
+    let renamed = store
+        .update_department(&eng.id, DepartmentUpdate { name: Some("R&D".into()), instructions: None })
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "R&D");
+    assert_eq!(renamed.instructions, "ship it");
+    // The old name is free again.
+    store.create_department(new(&acme.id, "Engineering")).await.unwrap();
+
+    assert_err!(
+        store.get_department("missing").await,
+        StorageError::NotFound { what: "department", ref id } if id == "missing"
+    );
+    assert_err!(
+        store.update_department("missing", DepartmentUpdate::default()).await,
+        StorageError::NotFound { what: "department", .. }
+    );
+    assert_err!(store.list_departments("missing").await, StorageError::NotFound { what: "entity", .. });
+    let empty = entity(store, "Empty").await;
+    assert_eq!(store.list_departments(&empty.id).await.unwrap(), vec![]);
+}
+
+pub async fn api_keys(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let key = ApiKey {
+        id: "key-1".into(),
+        entity_id: acme.id.clone(),
+        key_hash: "ab".repeat(32),
+        prefix: "hk_live_ab".into(),
+        created_at_ms: 1_234,
+    };
+    assert_eq!(store.create_api_key(key.clone()).await.unwrap(), key);
+    let other = ApiKey { id: "key-2".into(), key_hash: "cd".repeat(32), ..key.clone() };
+    store.create_api_key(other.clone()).await.unwrap();
+
+    assert_eq!(store.find_api_key(&key.key_hash).await.unwrap(), key);
+    assert_eq!(store.find_api_key(&other.key_hash).await.unwrap(), other);
+    assert_err!(
+        store.find_api_key(&"ef".repeat(32)).await,
+        StorageError::NotFound { what: "api key", .. }
+    );
+    assert_err!(
+        store.create_api_key(ApiKey { id: "key-3".into(), ..key.clone() }).await,
+        StorageError::AlreadyExists { what: "api key", .. }
+    );
+    assert_err!(
+        store
+            .create_api_key(ApiKey {
+                id: "key-4".into(),
+                entity_id: "missing".into(),
+                key_hash: "01".repeat(32),
+                ..key.clone()
+            })
+            .await,
+        StorageError::NotFound { what: "entity", ref id } if id == "missing"
+    );
+    assert_err!(store.find_api_key(&"01".repeat(32)).await, StorageError::NotFound { .. });
+}
+
+pub async fn room_create_and_get(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let other = entity(store, "Other").await;
+    let sales = store
+        .create_department(NewDepartment { entity_id: acme.id.clone(), name: "Sales".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let foreign = store
+        .create_department(NewDepartment { entity_id: other.id.clone(), name: "Ops".into(), ..Default::default() })
+        .await
+        .unwrap();
+
+    let mut r = room(&acme.id, "r1", 5_000);
+    r.department_id = Some(sales.id.clone());
+    r.max_participants = 12;
+    r.event_seq = 2;
+    let events = vec![event("r1", 1, "created", 5_000), event("r1", 2, "note", 5_001)];
+    assert_eq!(store.create_room(r.clone(), events.clone()).await.unwrap(), r);
+    assert_eq!(store.get_room("r1").await.unwrap(), r);
+    assert_eq!(store.list_events("r1", 0, 100).await.unwrap(), events);
+    assert_eq!(store.list_participants("r1").await.unwrap(), vec![]);
+
+    // A room with every optional field set round-trips too.
+    let mut full = room(&acme.id, "r2", 6_000);
+    full.status = RoomStatus::Cancelled;
+    full.started_at_ms = Some(6_100);
+    full.ended_at_ms = Some(6_200);
+    full.cancel_reason = Some("no quorum".into());
+    full.scheduled_for_ms = None;
+    create_room(store, full.clone()).await;
+    assert_eq!(store.get_room("r2").await.unwrap(), full);
+
+    assert_err!(
+        store.create_room(room("missing", "r3", 1), vec![event("r3", 1, "created", 1)]).await,
+        StorageError::NotFound { what: "entity", ref id } if id == "missing"
+    );
+    let mut bad = room(&acme.id, "r3", 1);
+    bad.department_id = Some("missing".into());
+    assert_err!(
+        store.create_room(bad.clone(), vec![event("r3", 1, "created", 1)]).await,
+        StorageError::NotFound { what: "department", ref id } if id == "missing"
+    );
+    bad.department_id = Some(foreign.id.clone());
+    assert_err!(
+        store.create_room(bad.clone(), vec![event("r3", 1, "created", 1)]).await,
+        StorageError::NotFound { what: "department", ref id } if *id == foreign.id
+    );
+    // Events that do not match the room's event_seq are refused.
+    let mut unmatched = room(&acme.id, "r3", 1);
+    unmatched.event_seq = 3;
+    assert!(store.create_room(unmatched, vec![event("r3", 1, "created", 1)]).await.is_err());
+    assert_err!(store.get_room("r3").await, StorageError::NotFound { what: "room", .. });
+    assert_err!(store.list_events("r3", 0, 10).await, StorageError::NotFound { what: "room", .. });
+
+    assert_err!(
+        store.create_room(r.clone(), vec![event("r1", 1, "created", 5_000)]).await,
+        StorageError::AlreadyExists { what: "room", ref value } if value == "r1"
+    );
+    assert_eq!(store.list_events("r1", 0, 100).await.unwrap(), events, "a refused create writes nothing");
+    assert_err!(
+        store.get_room("missing").await,
+        StorageError::NotFound { what: "room", ref id } if id == "missing"
+    );
+}
+
+/// Rooms of two entities in every status, at distinct and equal times.
+async fn room_fixture(db: &TestDb) -> (String, String) {
+    let store = db.store();
+    let a = entity(store, "A").await;
+    let b = entity(store, "B").await;
+    let rooms = [
+        (&a.id, "a1", 1_000, RoomStatus::Scheduled),
+        (&a.id, "a2", 2_000, RoomStatus::Active),
+        (&a.id, "a3", 3_000, RoomStatus::Completed),
+        (&a.id, "a4", 3_000, RoomStatus::Active),
+        (&a.id, "a5", 4_000, RoomStatus::Cancelled),
+        (&b.id, "b1", 1_500, RoomStatus::Active),
+        (&b.id, "b2", 3_000, RoomStatus::Scheduled),
+    ];
+    for (entity_id, id, at, status) in rooms {
+        let mut r = room(entity_id, id, at);
+        r.status = status;
+        create_room(store, r).await;
+    }
+    (a.id, b.id)
+}
+
+async fn room_ids(db: &TestDb, filter: RoomFilter) -> Vec<String> {
+    let p = db.store().list_rooms(filter, PageRequest::default()).await.unwrap();
+    assert!(p.next_token.is_empty());
+    p.items.into_iter().map(|r| r.id).collect()
+}
+
+pub async fn room_filters(db: &TestDb) {
+    let (a, b) = room_fixture(db).await;
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // Newest first; equal times by id, descending.
+    assert_eq!(
+        room_ids(db, RoomFilter::default()).await,
+        ids(&["a5", "b2", "a4", "a3", "a2", "b1", "a1"])
+    );
+    assert_eq!(
+        room_ids(db, RoomFilter { entity_id: Some(a.clone()), ..Default::default() }).await,
+        ids(&["a5", "a4", "a3", "a2", "a1"])
+    );
+    assert_eq!(
+        room_ids(db, RoomFilter { entity_id: Some(b.clone()), ..Default::default() }).await,
+        ids(&["b2", "b1"])
+    );
+    assert_eq!(
+        room_ids(db, RoomFilter { status: Some(RoomStatus::Active), ..Default::default() }).await,
+        ids(&["a4", "a2", "b1"])
+    );
+    assert_eq!(
+        room_ids(
+            db,
+            RoomFilter { entity_id: Some(a.clone()), status: Some(RoomStatus::Active), ..Default::default() }
+        )
+        .await,
+        ids(&["a4", "a2"])
+    );
+    // The time range is half-open: [from, to).
+    assert_eq!(
+        room_ids(db, RoomFilter { created_from_ms: Some(3_000), ..Default::default() }).await,
+        ids(&["a5", "b2", "a4", "a3"])
+    );
+    assert_eq!(
+        room_ids(db, RoomFilter { created_to_ms: Some(2_000), ..Default::default() }).await,
+        ids(&["b1", "a1"])
+    );
+    assert_eq!(
+        room_ids(
+            db,
+            RoomFilter { created_from_ms: Some(1_500), created_to_ms: Some(3_000), ..Default::default() }
+        )
+        .await,
+        ids(&["a2", "b1"])
+    );
+    assert_eq!(
+        room_ids(
+            db,
+            RoomFilter {
+                entity_id: Some(a.clone()),
+                status: Some(RoomStatus::Completed),
+                created_from_ms: Some(3_000),
+                created_to_ms: Some(3_001),
+            }
+        )
+        .await,
+        ids(&["a3"])
+    );
+    assert!(room_ids(db, RoomFilter { entity_id: Some("missing".into()), ..Default::default() }).await.is_empty());
+    assert!(
+        room_ids(db, RoomFilter { created_from_ms: Some(5_000), created_to_ms: Some(1_000), ..Default::default() })
+            .await
+            .is_empty()
+    );
+}
+
+pub async fn room_pagination(db: &TestDb) {
+    let (a, _) = room_fixture(db).await;
+    let store = db.store();
+
+    // All rooms, two at a time, across the equal-time boundary.
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let p = store.list_rooms(RoomFilter::default(), page(2, &token)).await.unwrap();
+        pages.push(p.items.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
+        if p.next_token.is_empty() {
+            break;
+        }
+        token = p.next_token;
+    }
+    assert_eq!(pages, vec![vec!["a5", "b2"], vec!["a4", "a3"], vec!["a2", "b1"], vec!["a1"]]);
+
+    // The filter applies on every page.
+    let filter = RoomFilter { entity_id: Some(a), ..Default::default() };
+    let first = store.list_rooms(filter.clone(), page(3, "")).await.unwrap();
+    let ids: Vec<_> = first.items.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["a5", "a4", "a3"]);
+    assert!(!first.next_token.is_empty());
+    let second = store.list_rooms(filter.clone(), page(3, &first.next_token)).await.unwrap();
+    let ids: Vec<_> = second.items.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["a2", "a1"]);
+    assert!(second.next_token.is_empty());
+
+    // Full rows come back, not just ids.
+    assert_eq!(first.items[0], store.get_room("a5").await.unwrap());
+}
+
+pub async fn commit_room_change_and_conflict(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let r = create_room(store, room(&acme.id, "r1", 1_000)).await;
+
+    let ann = participant("r1", "p-ann", 1_100);
+    let start = change(
+        &r,
+        |room| {
+            room.status = RoomStatus::Active;
+            room.started_at_ms = Some(1_100);
+        },
+        vec![ann.clone()],
+        &["started", "participant_joined"],
+    );
+    store.commit_room_change(start.clone()).await.unwrap();
+    let active = store.get_room("r1").await.unwrap();
+    assert_eq!(active, start.room);
+    assert_eq!(active.event_seq, 3);
+    assert_eq!(active.status, RoomStatus::Active);
+    assert_eq!(store.list_participants("r1").await.unwrap(), vec![ann.clone()]);
+    let events = store.list_events("r1", 0, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(events[1..], start.events[..]);
+
+    // A writer that still believes the seq is 1 loses, and writes nothing.
+    let stale = change(
+        &r,
+        |room| {
+            room.status = RoomStatus::Cancelled;
+            room.cancel_reason = Some("stale".into());
+        },
+        vec![participant("r1", "p-bob", 1_200)],
+        &["cancelled"],
+    );
+    assert_err!(
+        store.commit_room_change(stale).await,
+        StorageError::Conflict { ref room_id, expected: 1, found: 3 } if room_id == "r1"
+    );
+    assert_eq!(store.get_room("r1").await.unwrap(), active);
+    assert_eq!(store.list_participants("r1").await.unwrap(), vec![ann.clone()]);
+    assert_eq!(store.list_events("r1", 0, 100).await.unwrap(), events);
+
+    // A change that does not continue the log is refused before writing.
+    let mut gap = change(&active, |_| {}, vec![], &["note"]);
+    gap.events[0].seq = 5;
+    gap.room.event_seq = 5;
+    assert!(store.commit_room_change(gap).await.is_err());
+    assert_eq!(store.get_room("r1").await.unwrap(), active);
+
+    // The winner's successor goes through.
+    let done = change(
+        &active,
+        |room| {
+            room.status = RoomStatus::Completed;
+            room.ended_at_ms = Some(2_000);
+        },
+        vec![],
+        &["completed"],
+    );
+    store.commit_room_change(done.clone()).await.unwrap();
+    assert_eq!(store.get_room("r1").await.unwrap(), done.room);
+    assert_eq!(store.list_events("r1", 3, 100).await.unwrap(), done.events);
+
+    let mut ghost = change(&r, |_| {}, vec![], &["note"]);
+    ghost.room.id = "missing".into();
+    ghost.events[0].room_id = "missing".into();
+    assert_err!(
+        store.commit_room_change(ghost).await,
+        StorageError::NotFound { what: "room", ref id } if id == "missing"
+    );
+}
+
+pub async fn concurrent_commits_one_wins(db: &TestDb) {
+    let store = db.store.clone();
+    let acme = entity(&*store, "Acme").await;
+    let r = create_room(&*store, room(&acme.id, "r1", 1_000)).await;
+
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let store = store.clone();
+        let c = change(&r, |room| room.title = format!("writer {i}"), vec![], &["renamed"]);
+        tasks.push(tokio::spawn(async move { (c.clone(), store.commit_room_change(c).await) }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (c, Ok(())) => winners.push(c),
+            (_, Err(StorageError::Conflict { expected: 1, found: 2, .. })) => {}
+            (_, Err(e)) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one concurrent writer wins");
+    let winner = &winners[0];
+    assert_eq!(store.get_room("r1").await.unwrap(), winner.room);
+    let events = store.list_events("r1", 1, 100).await.unwrap();
+    assert_eq!(events, winner.events);
+}
+
+pub async fn participants_upsert(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let r = create_room(store, room(&acme.id, "r1", 1_000)).await;
+
+    let ann = participant("r1", "p-ann", 2_000);
+    let joined = change(&r, |_| {}, vec![ann.clone()], &["participant_joined"]);
+    store.commit_room_change(joined.clone()).await.unwrap();
+
+    // Two more join at the same time; ties order by id.
+    let mut zed = participant("r1", "p-zed", 1_500);
+    zed.kind = ParticipantKind::Agent;
+    zed.email = None;
+    zed.phone = Some("+15550100".into());
+    let bob = participant("r1", "p-bob", 1_500);
+    let more = change(&joined.room, |_| {}, vec![zed.clone(), bob.clone()], &["participant_joined", "participant_joined"]);
+    store.commit_room_change(more.clone()).await.unwrap();
+    assert_eq!(
+        store.list_participants("r1").await.unwrap(),
+        vec![bob.clone(), zed.clone(), ann.clone()]
+    );
+
+    // Ann leaves: her record is updated, not duplicated.
+    let mut ann_left = ann.clone();
+    ann_left.left_at_ms = Some(3_000);
+    ann_left.display_name = "Ann (left)".into();
+    let left = change(&more.room, |_| {}, vec![ann_left.clone()], &["participant_left"]);
+    store.commit_room_change(left).await.unwrap();
+    let list = store.list_participants("r1").await.unwrap();
+    assert_eq!(list, vec![bob, zed, ann_left.clone()]);
+    assert_eq!(list.iter().filter(|p| p.id == "p-ann").count(), 1);
+    assert!(!list[2].is_present());
+
+    // Participants of another room stay apart.
+    let r2 = create_room(store, room(&acme.id, "r2", 1_000)).await;
+    assert_eq!(store.list_participants(&r2.id).await.unwrap(), vec![]);
+    assert_err!(store.list_participants("missing").await, StorageError::NotFound { what: "room", .. });
+}
+
+pub async fn events_ordering_and_limits(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let mut r = create_room(store, room(&acme.id, "r1", 1_000)).await;
+    let mut all = store.list_events("r1", 0, 10).await.unwrap();
+    assert_eq!(all.len(), 1);
+    for kinds in [&["a", "b"][..], &["c"], &["d", "e"]] {
+        let c = change(&r, |_| {}, vec![], kinds);
+        store.commit_room_change(c.clone()).await.unwrap();
+        all.extend(c.events);
+        r = c.room;
+    }
+    // Another room's events do not mix in.
+    let other = create_room(store, room(&acme.id, "r2", 1_000)).await;
+    store.commit_room_change(change(&other, |_| {}, vec![], &["x", "y"])).await.unwrap();
+
+    let seqs = |events: &[huddle_core::RoomEvent]| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let listed = store.list_events("r1", 0, 100).await.unwrap();
+    assert_eq!(seqs(&listed), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(listed, all, "kinds, data and times round-trip");
+    assert_eq!(listed[1].kind, "a");
+    assert_eq!(listed[1].data["nested"]["list"][1], 2.5);
+
+    assert_eq!(seqs(&store.list_events("r1", 2, 3).await.unwrap()), vec![3, 4, 5]);
+    assert_eq!(seqs(&store.list_events("r1", 5, 3).await.unwrap()), vec![6]);
+    assert_eq!(seqs(&store.list_events("r1", 0, 1).await.unwrap()), vec![1]);
+    assert!(store.list_events("r1", 6, 10).await.unwrap().is_empty());
+    assert!(store.list_events("r1", 0, 0).await.unwrap().is_empty());
+    assert!(store.list_events("r1", u64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(seqs(&store.list_events("r2", 0, 10).await.unwrap()), vec![1, 2, 3]);
+    assert_err!(
+        store.list_events("missing", 0, 10).await,
+        StorageError::NotFound { what: "room", ref id } if id == "missing"
+    );
+}
+
+pub async fn open_room_ids(db: &TestDb) {
+    let store = db.store();
+    assert!(store.list_open_room_ids().await.unwrap().is_empty());
+    room_fixture(db).await;
+    let open: BTreeSet<String> = store.list_open_room_ids().await.unwrap().into_iter().collect();
+    let expected: BTreeSet<String> =
+        ["a1", "a2", "a4", "b1", "b2"].into_iter().map(String::from).collect();
+    assert_eq!(open, expected);
+
+    // Completing a room takes it off the list.
+    let a2 = store.get_room("a2").await.unwrap();
+    let done = change(&a2, |room| room.status = RoomStatus::Completed, vec![], &["completed"]);
+    store.commit_room_change(done).await.unwrap();
+    let open = store.list_open_room_ids().await.unwrap();
+    assert_eq!(open.len(), 4);
+    assert!(!open.contains(&"a2".to_string()));
+}
+
+pub async fn corrupt_values_are_errors(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let r = create_room(store, room(&acme.id, "r1", 1_000)).await;
+    store
+        .commit_room_change(change(&r, |_| {}, vec![participant("r1", "p1", 1_100)], &["participant_joined"]))
+        .await
+        .unwrap();
+
+    assert_eq!(db.execute_raw("UPDATE rooms SET status = 'ENDED' WHERE id = $1", "r1").await, 1);
+    assert_err!(store.get_room("r1").await, StorageError::Corrupt { column: "rooms.status", .. });
+    assert_err!(
+        store.list_rooms(RoomFilter::default(), PageRequest::default()).await,
+        StorageError::Corrupt { column: "rooms.status", .. }
+    );
+
+    assert_eq!(db.execute_raw("UPDATE participants SET kind = 'ROBOT' WHERE id = $1", "p1").await, 1);
+    assert_err!(
+        store.list_participants("r1").await,
+        StorageError::Corrupt { column: "participants.kind", .. }
+    );
+
+    assert_eq!(db.execute_raw("UPDATE entities SET max_participants = -1 WHERE id = $1", &acme.id).await, 1);
+    assert_err!(
+        store.get_entity(&acme.id).await,
+        StorageError::Corrupt { column: "entities.max_participants", .. }
+    );
+}
+
+pub async fn reopen_sees_committed_data(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let r = create_room(store, room(&acme.id, "r1", 1_000)).await;
+    let c = change(&r, |room| room.status = RoomStatus::Active, vec![participant("r1", "p1", 1_100)], &["started"]);
+    store.commit_room_change(c.clone()).await.unwrap();
+
+    // A second store on the same database (re-running the migrations) reads
+    // everything back.
+    let again = db.reopen().await;
+    assert_eq!(again.get_entity(&acme.id).await.unwrap(), acme);
+    assert_eq!(again.get_room("r1").await.unwrap(), c.room);
+    assert_eq!(again.list_participants("r1").await.unwrap(), c.participants);
+    assert_eq!(again.list_events("r1", 1, 10).await.unwrap(), c.events);
+    // And writes through either are seen by the other.
+    let other = entity(&*again, "Other").await;
+    assert_eq!(store.get_entity(&other.id).await.unwrap(), other);
+}
