@@ -1,0 +1,223 @@
+//! The gRPC server with real tonic clients on loopback: auth, scoping,
+//! status codes, message limits, health and both reflection versions.
+
+use std::time::Duration;
+
+use huddle_proto::v1::entities_client::EntitiesClient;
+use huddle_proto::v1::rooms_client::RoomsClient;
+use huddle_proto::v1::{self};
+use huddle_runtime::Config;
+use huddle_runtime::server::Server;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+const ADMIN: &str = "test-admin-key-0123456789abcdef";
+
+struct Node {
+    addr: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.http = "127.0.0.1:0".parse().unwrap();
+    config.server.admin_key = Some(ADMIN.into());
+    config.database.url = format!("sqlite://{}", dir.path().join("g.db").display());
+    let server = Server::bind(config).await.unwrap();
+    let addr = format!("http://{}", server.grpc_addr());
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move { server.run(token).await.unwrap() });
+    Node { addr, stop, task, _dir: dir }
+}
+
+impl Node {
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.addr.clone()).unwrap().connect().await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("server must stop").unwrap();
+    }
+}
+
+fn authed<T>(msg: T, key: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut().insert("authorization", MetadataValue::try_from(format!("Bearer {key}")).unwrap());
+    req
+}
+
+#[tokio::test]
+async fn auth_scoping_and_status_codes() {
+    let n = node().await;
+    let ch = n.channel().await;
+    let mut ents = EntitiesClient::new(ch.clone());
+    let mut rooms = RoomsClient::new(ch);
+
+    // no key, wrong key
+    let err = ents.list_entities(v1::ListEntitiesRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = ents.list_entities(authed(v1::ListEntitiesRequest::default(), "nope")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    let mk = |name: &str| v1::CreateEntityRequest { name: name.into(), ..Default::default() };
+    let a = ents.create_entity(authed(mk("A"), ADMIN)).await.unwrap().into_inner();
+    let b = ents.create_entity(authed(mk("B"), ADMIN)).await.unwrap().into_inner();
+    let key = ents
+        .create_api_key(authed(v1::CreateApiKeyRequest { entity_id: a.id.clone() }, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(key.secret.starts_with(&key.api_key.as_ref().unwrap().prefix));
+    let a_key = key.secret;
+
+    let room = |entity_id: &str| v1::CreateRoomRequest {
+        entity_id: entity_id.into(),
+        title: "Sync".into(),
+        ..Default::default()
+    };
+    let ra = rooms.create_room(authed(room(&a.id), &a_key)).await.unwrap().into_inner();
+    let rb = rooms.create_room(authed(room(&b.id), ADMIN)).await.unwrap().into_inner();
+    // another entity's room is NOT_FOUND for A's key, and so is creating in B
+    let err = rooms.get_room(authed(v1::GetRoomRequest { id: rb.id.clone() }, &a_key)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = rooms.create_room(authed(room(&b.id), &a_key)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = ents.create_entity(authed(mk("C"), &a_key)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let listed = rooms.list_rooms(authed(v1::ListRoomsRequest::default(), &a_key)).await.unwrap().into_inner();
+    assert_eq!(listed.rooms.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![ra.id.clone()]);
+
+    // bad input names the field; lifecycle errors name both states
+    let err = rooms.create_room(authed(v1::CreateRoomRequest { entity_id: a.id.clone(), ..Default::default() }, ADMIN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("title"), "{}", err.message());
+    let join = v1::JoinRoomRequest { room_id: ra.id.clone(), display_name: "Ada".into(), ..Default::default() };
+    let err = rooms.join_room(authed(join.clone(), ADMIN)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("kind"));
+    let err = rooms.end_room(authed(v1::EndRoomRequest { id: ra.id.clone() }, ADMIN)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("SCHEDULED") && err.message().contains("COMPLETED"), "{}", err.message());
+    let err = rooms.get_room(authed(v1::GetRoomRequest { id: "missing".into() }, ADMIN)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // cap: RESOURCE_EXHAUSTED
+    let small = ents
+        .create_entity(authed(v1::CreateEntityRequest { name: "S".into(), max_participants: Some(1), ..Default::default() }, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    let rs = rooms.create_room(authed(room(&small.id), ADMIN)).await.unwrap().into_inner();
+    let human = |room_id: &str, name: &str| v1::JoinRoomRequest {
+        room_id: room_id.into(),
+        kind: v1::ParticipantKind::Human as i32,
+        display_name: name.into(),
+        ..Default::default()
+    };
+    rooms.join_room(authed(human(&rs.id, "Ada"), ADMIN)).await.unwrap();
+    let err = rooms.join_room(authed(human(&rs.id, "Bob"), ADMIN)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+
+    // a message over 4 MiB is refused and writes nothing
+    let huge = v1::CreateDepartmentRequest {
+        entity_id: a.id.clone(),
+        name: "Huge".into(),
+        instructions: "x".repeat(5 * 1024 * 1024),
+    };
+    let err = ents.create_department(authed(huge, ADMIN)).await.unwrap_err();
+    assert_ne!(err.code(), Code::Ok);
+    let depts = ents
+        .list_departments(authed(v1::ListDepartmentsRequest { entity_id: a.id.clone() }, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(depts.departments.is_empty());
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn watch_room_over_grpc_starts_with_a_snapshot() {
+    let n = node().await;
+    let ch = n.channel().await;
+    let mut ents = EntitiesClient::new(ch.clone());
+    let mut rooms = RoomsClient::new(ch);
+    let e = ents
+        .create_entity(authed(v1::CreateEntityRequest { name: "A".into(), ..Default::default() }, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = rooms
+        .create_room(authed(v1::CreateRoomRequest { entity_id: e.id, title: "T".into(), ..Default::default() }, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut stream = rooms.watch_room(authed(v1::WatchRoomRequest { id: r.id.clone() }, ADMIN)).await.unwrap().into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.r#type, "snapshot");
+    assert_eq!(first.snapshot.unwrap().id, r.id);
+    rooms.start_room(authed(v1::StartRoomRequest { id: r.id.clone() }, ADMIN)).await.unwrap();
+    let ev = stream.next().await.unwrap().unwrap();
+    assert_eq!((ev.r#type.as_str(), ev.seq), ("started", 2));
+    let data: serde_json::Value = serde_json::from_str(&ev.data_json).unwrap();
+    assert_eq!(data["to"], "ACTIVE");
+    // the open stream must not hold up shutdown
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_reflection_v1_and_v1alpha() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let n = node().await;
+    let ch = n.channel().await;
+    let mut health = HealthClient::new(ch.clone());
+    for service in ["", "huddle.v1.Rooms", "huddle.v1.Entities"] {
+        let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "{service}");
+    }
+
+    {
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        let mut c = ServerReflectionClient::new(ch.clone());
+        let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let mut resp = c.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.next().await.unwrap().unwrap().message_response else {
+            panic!("expected a service list")
+        };
+        let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        for want in ["huddle.v1.Rooms", "huddle.v1.Entities", "grpc.health.v1.Health"] {
+            assert!(names.iter().any(|n| n == want), "v1alpha lacks {want}: {names:?}");
+        }
+    }
+    {
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        let mut c = ServerReflectionClient::new(ch);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol("huddle.v1.Rooms".into())),
+        };
+        let mut resp = c.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
+        let Some(MessageResponse::FileDescriptorResponse(files)) = resp.next().await.unwrap().unwrap().message_response else {
+            panic!("expected file descriptors")
+        };
+        assert!(!files.file_descriptor_proto.is_empty());
+    }
+    n.stop().await;
+}

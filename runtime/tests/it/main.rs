@@ -1,0 +1,9 @@
+//! Integration tests of the runtime: rooms through the embeddable API,
+//! supervision with injected panics, watch streams, scoping, and the gRPC
+//! server with real tonic clients.
+
+mod common;
+mod grpc;
+mod rooms;
+mod supervision;
+mod watch;
