@@ -4,6 +4,7 @@
 //! # Layout
 //! - `entities`: `huddle.v1.Entities`
 //! - `rooms`: `huddle.v1.Rooms`
+//! - `metrics`: request counts and latencies per method
 
 use std::sync::Arc;
 
@@ -13,9 +14,11 @@ use crate::auth::Authenticator;
 use crate::{Api, Runtime};
 
 mod entities;
+mod metrics;
 mod rooms;
 
 pub use entities::EntitiesService;
+pub use metrics::MetricsLayer;
 pub use rooms::RoomsService;
 
 /// What every service needs: the runtime and the authenticator.

@@ -142,6 +142,7 @@ impl Server {
         let grpc_addr = grpc.local_addr().ok();
         let grpc_server = tonic::transport::Server::builder()
             .timeout(Duration::from_millis(config.server.request_timeout_ms.max(1)) * 2)
+            .layer(crate::grpc::MetricsLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -18,6 +18,7 @@ const ADMIN: &str = "test-admin-key-0123456789abcdef";
 
 struct Node {
     addr: String,
+    http: std::net::SocketAddr,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -32,15 +33,27 @@ async fn node() -> Node {
     config.database.url = format!("sqlite://{}", dir.path().join("g.db").display());
     let server = Server::bind(config).await.unwrap();
     let addr = format!("http://{}", server.grpc_addr());
+    let http = server.http_addr();
     let stop = CancellationToken::new();
     let token = stop.clone();
     let task = tokio::spawn(async move { server.run(token).await.unwrap() });
-    Node { addr, stop, task, _dir: dir }
+    Node { addr, http, stop, task, _dir: dir }
 }
 
 impl Node {
     async fn channel(&self) -> Channel {
         Channel::from_shared(self.addr.clone()).unwrap().connect().await.unwrap()
+    }
+
+    /// A plain HTTP/1.0 GET: (status line, body).
+    async fn http_get(&self, path: &str) -> (String, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.http).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_string(), body.to_string())
     }
 
     async fn stop(self) {
@@ -219,5 +232,26 @@ async fn health_and_reflection_v1_and_v1alpha() {
         };
         assert!(!files.file_descriptor_proto.is_empty());
     }
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_over_http() {
+    let n = node().await;
+    let (status, body) = n.http_get("/healthz").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body.trim(), "ok");
+    let mut ents = EntitiesClient::new(n.channel().await);
+    let err = ents.list_entities(v1::ListEntitiesRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    ents.list_entities(authed(v1::ListEntitiesRequest::default(), ADMIN)).await.unwrap();
+    let (status, body) = n.http_get("/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        body.contains(r#"huddle_grpc_requests_total{method="huddle.v1.Entities/ListEntities",code="16"}"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"huddle_grpc_requests_total{method="huddle.v1.Entities/ListEntities",code="0"}"#));
+    assert!(body.contains("huddle_grpc_request_duration_seconds"));
     n.stop().await;
 }
