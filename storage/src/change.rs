@@ -83,13 +83,7 @@ mod tests {
     }
 
     fn event(room_id: &str, seq: u64) -> RoomEvent {
-        RoomEvent {
-            room_id: room_id.into(),
-            seq,
-            kind: "k".into(),
-            data: serde_json::Value::Null,
-            at_ms: 0,
-        }
+        RoomEvent { room_id: room_id.into(), seq, kind: "k".into(), data: serde_json::Value::Null, at_ms: 0 }
     }
 
     #[test]
@@ -103,12 +97,7 @@ mod tests {
 
     #[test]
     fn change_events_continue_the_log() {
-        let change = |expected_seq, events| RoomChange {
-            room: room(4),
-            expected_seq,
-            participants: vec![],
-            events,
-        };
+        let change = |expected_seq, events| RoomChange { room: room(4), expected_seq, participants: vec![], events };
         assert!(check_change(&change(2, vec![event("r", 3), event("r", 4)])).is_ok());
         assert!(check_change(&change(2, vec![event("r", 4)])).is_err());
         assert!(check_change(&change(2, vec![event("r", 4), event("r", 3)])).is_err());

@@ -28,14 +28,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use huddle_core::time::Millis;
-use huddle_core::{
-    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus,
-};
+use huddle_core::{ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus};
 
 mod change;
 mod page;
 pub mod postgres;
 mod rows;
+mod sql;
 pub mod sqlite;
 
 /// Errors of the storage layer.

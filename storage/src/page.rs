@@ -7,9 +7,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use huddle_core::time::Millis;
-use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use crate::{Page, PageRequest, Result, RoomFilter, StorageError};
+use crate::{Page, PageRequest, Result, StorageError};
 
 /// The position after which a page starts: the sort key of the previous
 /// page's last item.
@@ -45,7 +44,7 @@ fn decode(token: &str) -> Option<Cursor> {
 
 /// How many rows to fetch for a page of `size` items: one more than the page,
 /// to learn whether another page follows.
-fn fetch_limit(size: u32) -> i64 {
+pub(crate) fn fetch_limit(size: u32) -> i64 {
     i64::from(size) + 1
 }
 
@@ -60,69 +59,6 @@ pub(crate) fn assemble<T>(mut items: Vec<T>, size: u32, key: impl Fn(&T) -> Curs
         String::new()
     };
     Page { items, next_token }
-}
-
-/// `SELECT`s one page of entities, oldest first: `(created_at_ms, id)`
-/// ascending, after `cursor`. The SQL is the same on both backends.
-pub(crate) fn entities_query<'a, DB>(cursor: Option<Cursor>, size: u32) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    DB::Arguments<'a>: Default,
-    String: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    let mut query = QueryBuilder::new(
-        "SELECT id, name, kind, default_instructions, max_participants, \
-         recording_retention_days, active, created_at_ms, updated_at_ms \
-         FROM entities",
-    );
-    if let Some(cursor) = cursor {
-        query.push(" WHERE (created_at_ms, id) > (");
-        query.push_bind(cursor.created_at_ms).push(", ").push_bind(cursor.id).push(")");
-    }
-    query.push(" ORDER BY created_at_ms, id LIMIT ").push_bind(fetch_limit(size));
-    query
-}
-
-/// `SELECT`s one page of rooms that match `filter`, newest first:
-/// `(created_at_ms, id)` descending, after `cursor`. The SQL is the same on
-/// both backends.
-pub(crate) fn rooms_query<'a, DB>(
-    filter: RoomFilter,
-    cursor: Option<Cursor>,
-    size: u32,
-) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    DB::Arguments<'a>: Default,
-    String: Encode<'a, DB> + Type<DB>,
-    &'static str: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    let mut query = QueryBuilder::new(
-        "SELECT id, entity_id, department_id, title, custom_instructions, status, \
-         max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
-         cancel_reason, event_seq \
-         FROM rooms WHERE TRUE",
-    );
-    if let Some(entity_id) = filter.entity_id {
-        query.push(" AND entity_id = ").push_bind(entity_id);
-    }
-    if let Some(status) = filter.status {
-        query.push(" AND status = ").push_bind(status.as_str());
-    }
-    if let Some(from) = filter.created_from_ms {
-        query.push(" AND created_at_ms >= ").push_bind(from);
-    }
-    if let Some(to) = filter.created_to_ms {
-        query.push(" AND created_at_ms < ").push_bind(to);
-    }
-    if let Some(cursor) = cursor {
-        query.push(" AND (created_at_ms, id) < (");
-        query.push_bind(cursor.created_at_ms).push(", ").push_bind(cursor.id).push(")");
-    }
-    query.push(" ORDER BY created_at_ms DESC, id DESC LIMIT ").push_bind(fetch_limit(size));
-    query
 }
 
 #[cfg(test)]

@@ -7,10 +7,7 @@
 
 use huddle_core::limits::DEFAULT_MAX_PARTICIPANTS;
 use huddle_core::time::Millis;
-use huddle_core::{
-    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, new_id,
-    now_ms,
-};
+use huddle_core::{ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, new_id, now_ms};
 
 use crate::page::Cursor;
 use crate::{Result, StorageError};
@@ -34,10 +31,7 @@ impl TryFrom<EntityRow> for Entity {
     fn try_from(row: EntityRow) -> Result<Entity> {
         Ok(Entity {
             max_participants: to_u32(row.max_participants, "entities.max_participants")?,
-            recording_retention_days: to_u32(
-                row.recording_retention_days,
-                "entities.recording_retention_days",
-            )?,
+            recording_retention_days: to_u32(row.recording_retention_days, "entities.recording_retention_days")?,
             id: row.id,
             name: row.name,
             kind: row.kind,
@@ -315,13 +309,8 @@ mod tests {
         assert!(matches!(err, StorageError::Corrupt { column: "rooms.status", .. }), "{err}");
         let err = Room::try_from(room_row("ACTIVE", -1)).unwrap_err();
         assert!(matches!(err, StorageError::Corrupt { column: "rooms.event_seq", .. }), "{err}");
-        let event = EventRow {
-            room_id: "r".into(),
-            seq: 1,
-            kind: "created".into(),
-            data: "{not json".into(),
-            at_ms: 0,
-        };
+        let event =
+            EventRow { room_id: "r".into(), seq: 1, kind: "created".into(), data: "{not json".into(), at_ms: 0 };
         let err = RoomEvent::try_from(event).unwrap_err();
         assert!(matches!(err, StorageError::Corrupt { column: "room_events.data", .. }), "{err}");
         assert!(to_u32(i64::from(u32::MAX) + 1, "c").is_err());

@@ -4,40 +4,38 @@
 //! Write transactions start with `BEGIN IMMEDIATE`: they take SQLite's write
 //! lock up front (waiting up to the busy timeout for it) instead of failing
 //! with `SQLITE_BUSY` when a read inside them would have to become a write.
+//! The operations themselves are the shared ones of the `sql` module.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use huddle_core::{
-    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus,
-    now_ms,
-};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{Sqlite, Transaction};
-use tracing::{debug, info};
+use huddle_core::{ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent};
+use sqlx::Sqlite;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tracing::info;
 
-use crate::change::{check_change, check_new_room};
-use crate::page::{self, Cursor};
-use crate::rows::{
-    self, ApiKeyRow, DepartmentRow, EntityRow, EventRow, ParticipantRow, RoomRow, convert,
-    is_foreign_key_violation, is_unique_violation, not_found, seq_to_db,
-};
+use crate::sql::{Dialect, Sql};
 use crate::{
-    DepartmentUpdate, EntityStore, EntityUpdate, Page, PageRequest, Result, RoomChange,
-    RoomFilter, RoomStore, StorageError, Store,
+    DepartmentUpdate, EntityStore, EntityUpdate, Page, PageRequest, Result, RoomChange, RoomFilter, RoomStore,
+    StorageError, Store,
 };
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+impl Dialect for Sqlite {
+    const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    const SELECT_EVENTS: &'static str = "SELECT room_id, seq, kind, data, at_ms \
+         FROM room_events WHERE room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+    const INSERT_EVENT: &'static str = "INSERT INTO room_events (room_id, seq, kind, data, at_ms) \
+         VALUES ($1, $2, $3, $4, $5)";
+}
+
 /// A store in one SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    sql: Sql<Sqlite>,
 }
 
 impl SqliteStore {
@@ -58,20 +56,12 @@ impl SqliteStore {
         if is_in_memory(url) {
             // An in-memory database lives as long as a connection to it: keep
             // exactly one, forever, so every query sees the same database.
-            pool_options = pool_options
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None);
+            pool_options = pool_options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
         }
         let pool = pool_options.connect_with(options).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         info!(url, "opened sqlite store");
-        Ok(Self { pool })
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(Self { sql: Sql::new(pool) })
     }
 }
 
@@ -82,347 +72,59 @@ fn is_in_memory(url: &str) -> bool {
 #[async_trait]
 impl EntityStore for SqliteStore {
     async fn create_entity(&self, new: NewEntity) -> Result<Entity> {
-        let entity = rows::new_entity(new);
-        sqlx::query(
-            "INSERT INTO entities (id, name, kind, default_instructions, max_participants, \
-             recording_retention_days, active, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&entity.id)
-        .bind(&entity.name)
-        .bind(&entity.kind)
-        .bind(&entity.default_instructions)
-        .bind(i64::from(entity.max_participants))
-        .bind(i64::from(entity.recording_retention_days))
-        .bind(entity.active)
-        .bind(entity.created_at_ms)
-        .bind(entity.updated_at_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(entity)
+        self.sql.create_entity(new).await
     }
-
     async fn get_entity(&self, id: &str) -> Result<Entity> {
-        let row: Option<EntityRow> = sqlx::query_as(
-            "SELECT id, name, kind, default_instructions, max_participants, \
-             recording_retention_days, active, created_at_ms, updated_at_ms \
-             FROM entities WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.ok_or_else(|| not_found("entity", id))?.try_into()
+        self.sql.get_entity(id).await
     }
-
     async fn list_entities(&self, page: PageRequest) -> Result<Page<Entity>> {
-        let size = page.effective_size();
-        let cursor = Cursor::from_request(&page)?;
-        let rows: Vec<EntityRow> = page::entities_query(cursor, size)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(page::assemble(convert(rows)?, size, rows::entity_cursor))
+        self.sql.list_entities(page).await
     }
-
     async fn update_entity(&self, id: &str, update: EntityUpdate) -> Result<Entity> {
-        let row: Option<EntityRow> = sqlx::query_as(
-            "UPDATE entities SET \
-               name = COALESCE($2, name), \
-               kind = COALESCE($3, kind), \
-               default_instructions = COALESCE($4, default_instructions), \
-               max_participants = COALESCE($5, max_participants), \
-               recording_retention_days = COALESCE($6, recording_retention_days), \
-               active = COALESCE($7, active), \
-               updated_at_ms = $8 \
-             WHERE id = $1 \
-             RETURNING id, name, kind, default_instructions, max_participants, \
-               recording_retention_days, active, created_at_ms, updated_at_ms",
-        )
-        .bind(id)
-        .bind(update.name)
-        .bind(update.kind)
-        .bind(update.default_instructions)
-        .bind(update.max_participants.map(i64::from))
-        .bind(update.recording_retention_days.map(i64::from))
-        .bind(update.active)
-        .bind(now_ms())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.ok_or_else(|| not_found("entity", id))?.try_into()
+        self.sql.update_entity(id, update).await
     }
-
     async fn create_department(&self, new: NewDepartment) -> Result<Department> {
-        let department = rows::new_department(new);
-        let inserted = sqlx::query(
-            "INSERT INTO departments (id, entity_id, name, instructions, created_at_ms, \
-             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&department.id)
-        .bind(&department.entity_id)
-        .bind(&department.name)
-        .bind(&department.instructions)
-        .bind(department.created_at_ms)
-        .bind(department.updated_at_ms)
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(_) => Ok(department),
-            Err(e) if is_foreign_key_violation(&e) => Err(not_found("entity", &department.entity_id)),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StorageError::AlreadyExists { what: "department", value: department.name })
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.sql.create_department(new).await
     }
-
     async fn get_department(&self, id: &str) -> Result<Department> {
-        let row: Option<DepartmentRow> = sqlx::query_as(
-            "SELECT id, entity_id, name, instructions, created_at_ms, updated_at_ms \
-             FROM departments WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.ok_or_else(|| not_found("department", id))?.into())
+        self.sql.get_department(id).await
     }
-
     async fn list_departments(&self, entity_id: &str) -> Result<Vec<Department>> {
-        let mut conn = self.pool.acquire().await?;
-        let rows: Vec<DepartmentRow> = sqlx::query_as(
-            "SELECT id, entity_id, name, instructions, created_at_ms, updated_at_ms \
-             FROM departments WHERE entity_id = $1 ORDER BY name, id",
-        )
-        .bind(entity_id)
-        .fetch_all(&mut *conn)
-        .await?;
-        if rows.is_empty() && !entity_exists(&mut conn, entity_id).await? {
-            return Err(not_found("entity", entity_id));
-        }
-        Ok(rows.into_iter().map(Department::from).collect())
+        self.sql.list_departments(entity_id).await
     }
-
     async fn update_department(&self, id: &str, update: DepartmentUpdate) -> Result<Department> {
-        let updated = sqlx::query_as::<_, DepartmentRow>(
-            "UPDATE departments SET \
-               name = COALESCE($2, name), \
-               instructions = COALESCE($3, instructions), \
-               updated_at_ms = $4 \
-             WHERE id = $1 \
-             RETURNING id, entity_id, name, instructions, created_at_ms, updated_at_ms",
-        )
-        .bind(id)
-        .bind(update.name.as_deref())
-        .bind(update.instructions)
-        .bind(now_ms())
-        .fetch_optional(&self.pool)
-        .await;
-        match updated {
-            Ok(row) => Ok(row.ok_or_else(|| not_found("department", id))?.into()),
-            Err(e) if is_unique_violation(&e) => Err(StorageError::AlreadyExists {
-                what: "department",
-                value: update.name.unwrap_or_default(),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        self.sql.update_department(id, update).await
     }
-
     async fn create_api_key(&self, key: ApiKey) -> Result<ApiKey> {
-        let inserted = sqlx::query(
-            "INSERT INTO api_keys (id, entity_id, key_hash, prefix, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&key.id)
-        .bind(&key.entity_id)
-        .bind(&key.key_hash)
-        .bind(&key.prefix)
-        .bind(key.created_at_ms)
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(_) => Ok(key),
-            Err(e) if is_foreign_key_violation(&e) => Err(not_found("entity", &key.entity_id)),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StorageError::AlreadyExists { what: "api key", value: key.prefix })
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.sql.create_api_key(key).await
     }
-
     async fn find_api_key(&self, key_hash: &str) -> Result<ApiKey> {
-        let row: Option<ApiKeyRow> = sqlx::query_as(
-            "SELECT id, entity_id, key_hash, prefix, created_at_ms \
-             FROM api_keys WHERE key_hash = $1",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.ok_or_else(|| not_found("api key", key_hash))?.into())
+        self.sql.find_api_key(key_hash).await
     }
 }
 
 #[async_trait]
 impl RoomStore for SqliteStore {
     async fn create_room(&self, room: Room, events: Vec<RoomEvent>) -> Result<Room> {
-        check_new_room(&room, &events)?;
-        let mut tx = self.begin_write().await?;
-        if !entity_exists(&mut tx, &room.entity_id).await? {
-            return Err(not_found("entity", &room.entity_id));
-        }
-        if let Some(department_id) = &room.department_id {
-            let owner: Option<String> =
-                sqlx::query_scalar("SELECT entity_id FROM departments WHERE id = $1")
-                    .bind(department_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if owner.as_deref() != Some(room.entity_id.as_str()) {
-                return Err(not_found("department", department_id));
-            }
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO rooms (id, entity_id, department_id, title, custom_instructions, status, \
-             max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
-             cancel_reason, event_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&room.id)
-        .bind(&room.entity_id)
-        .bind(&room.department_id)
-        .bind(&room.title)
-        .bind(&room.custom_instructions)
-        .bind(room.status.as_str())
-        .bind(i64::from(room.max_participants))
-        .bind(room.scheduled_for_ms)
-        .bind(room.created_at_ms)
-        .bind(room.started_at_ms)
-        .bind(room.ended_at_ms)
-        .bind(&room.cancel_reason)
-        .bind(seq_to_db(room.event_seq)?)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StorageError::AlreadyExists { what: "room", value: room.id });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        insert_events(&mut tx, &events).await?;
-        tx.commit().await?;
-        Ok(room)
+        self.sql.create_room(room, events).await
     }
-
     async fn get_room(&self, id: &str) -> Result<Room> {
-        let row: Option<RoomRow> = sqlx::query_as(
-            "SELECT id, entity_id, department_id, title, custom_instructions, status, \
-             max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
-             cancel_reason, event_seq \
-             FROM rooms WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.ok_or_else(|| not_found("room", id))?.try_into()
+        self.sql.get_room(id).await
     }
-
     async fn list_rooms(&self, filter: RoomFilter, page: PageRequest) -> Result<Page<Room>> {
-        let size = page.effective_size();
-        let cursor = Cursor::from_request(&page)?;
-        let rows: Vec<RoomRow> = page::rooms_query(filter, cursor, size)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(page::assemble(convert(rows)?, size, rows::room_cursor))
+        self.sql.list_rooms(filter, page).await
     }
-
     async fn commit_room_change(&self, change: RoomChange) -> Result<()> {
-        check_change(&change)?;
-        let room = &change.room;
-        let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE rooms SET \
-               department_id = $2, title = $3, custom_instructions = $4, status = $5, \
-               max_participants = $6, scheduled_for_ms = $7, started_at_ms = $8, \
-               ended_at_ms = $9, cancel_reason = $10, event_seq = $11 \
-             WHERE id = $1 AND event_seq = $12",
-        )
-        .bind(&room.id)
-        .bind(&room.department_id)
-        .bind(&room.title)
-        .bind(&room.custom_instructions)
-        .bind(room.status.as_str())
-        .bind(i64::from(room.max_participants))
-        .bind(room.scheduled_for_ms)
-        .bind(room.started_at_ms)
-        .bind(room.ended_at_ms)
-        .bind(&room.cancel_reason)
-        .bind(seq_to_db(room.event_seq)?)
-        .bind(seq_to_db(change.expected_seq)?)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            let found: Option<i64> = sqlx::query_scalar("SELECT event_seq FROM rooms WHERE id = $1")
-                .bind(&room.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let found = found.ok_or_else(|| not_found("room", &room.id))?;
-            let found = rows::to_u64(found, "rooms.event_seq")?;
-            debug!(room_id = %room.id, expected = change.expected_seq, found, "room change conflict");
-            return Err(StorageError::Conflict {
-                room_id: room.id.clone(),
-                expected: change.expected_seq,
-                found,
-            });
-        }
-        for participant in &change.participants {
-            upsert_participant(&mut tx, participant).await?;
-        }
-        insert_events(&mut tx, &change.events).await?;
-        tx.commit().await?;
-        Ok(())
+        self.sql.commit_room_change(change).await
     }
-
     async fn list_participants(&self, room_id: &str) -> Result<Vec<Participant>> {
-        let mut conn = self.pool.acquire().await?;
-        let rows: Vec<ParticipantRow> = sqlx::query_as(
-            "SELECT id, room_id, kind, display_name, email, phone, identity, joined_at_ms, \
-             left_at_ms \
-             FROM participants WHERE room_id = $1 ORDER BY joined_at_ms, id",
-        )
-        .bind(room_id)
-        .fetch_all(&mut *conn)
-        .await?;
-        if rows.is_empty() && !room_exists(&mut conn, room_id).await? {
-            return Err(not_found("room", room_id));
-        }
-        convert(rows)
+        self.sql.list_participants(room_id).await
     }
-
     async fn list_events(&self, room_id: &str, after_seq: u64, limit: u32) -> Result<Vec<RoomEvent>> {
-        let mut conn = self.pool.acquire().await?;
-        let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT room_id, seq, kind, data, at_ms \
-             FROM room_events WHERE room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(room_id)
-        .bind(rows::after_seq_to_db(after_seq))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
-        if rows.is_empty() && !room_exists(&mut conn, room_id).await? {
-            return Err(not_found("room", room_id));
-        }
-        convert(rows)
+        self.sql.list_events(room_id, after_seq, limit).await
     }
-
     async fn list_open_room_ids(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM rooms WHERE status IN ($1, $2) ORDER BY created_at_ms, id",
-        )
-        .bind(RoomStatus::Scheduled.as_str())
-        .bind(RoomStatus::Active.as_str())
-        .fetch_all(&self.pool)
-        .await?)
+        self.sql.list_open_room_ids().await
     }
 }
 
@@ -430,61 +132,4 @@ impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
-}
-
-async fn entity_exists(conn: &mut SqliteConnection, id: &str) -> Result<bool> {
-    let found: Option<String> = sqlx::query_scalar("SELECT id FROM entities WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(found.is_some())
-}
-
-async fn room_exists(conn: &mut SqliteConnection, id: &str) -> Result<bool> {
-    let found: Option<String> = sqlx::query_scalar("SELECT id FROM rooms WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(found.is_some())
-}
-
-async fn upsert_participant(conn: &mut SqliteConnection, p: &Participant) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO participants (id, room_id, kind, display_name, email, phone, identity, \
-         joined_at_ms, left_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (id) DO UPDATE SET \
-           kind = excluded.kind, display_name = excluded.display_name, \
-           email = excluded.email, phone = excluded.phone, identity = excluded.identity, \
-           joined_at_ms = excluded.joined_at_ms, left_at_ms = excluded.left_at_ms",
-    )
-    .bind(&p.id)
-    .bind(&p.room_id)
-    .bind(p.kind.as_str())
-    .bind(&p.display_name)
-    .bind(&p.email)
-    .bind(&p.phone)
-    .bind(&p.identity)
-    .bind(p.joined_at_ms)
-    .bind(p.left_at_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_events(conn: &mut SqliteConnection, events: &[RoomEvent]) -> Result<()> {
-    for event in events {
-        sqlx::query(
-            "INSERT INTO room_events (room_id, seq, kind, data, at_ms) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&event.room_id)
-        .bind(seq_to_db(event.seq)?)
-        .bind(&event.kind)
-        .bind(rows::event_data(event)?)
-        .bind(event.at_ms)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
 }

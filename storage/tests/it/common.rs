@@ -72,9 +72,7 @@ impl TestDb {
     /// A second, independent store on the same database.
     pub async fn reopen(&self) -> DynStore {
         match &self.location {
-            Location::Sqlite { url, .. } => {
-                Arc::new(SqliteStore::open(url).await.expect("reopen the sqlite store"))
-            }
+            Location::Sqlite { url, .. } => Arc::new(SqliteStore::open(url).await.expect("reopen the sqlite store")),
             Location::Postgres { url, schema } => Arc::new(open_postgres(url, schema).await),
         }
     }
@@ -166,10 +164,7 @@ macro_rules! assert_err {
 }
 
 pub async fn entity(store: &dyn Store, name: &str) -> Entity {
-    store
-        .create_entity(NewEntity { name: name.to_string(), ..Default::default() })
-        .await
-        .expect("create entity")
+    store.create_entity(NewEntity { name: name.to_string(), ..Default::default() }).await.expect("create entity")
 }
 
 /// A scheduled room of `entity_id` whose log holds only its `created` event.

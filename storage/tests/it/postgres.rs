@@ -33,7 +33,8 @@ async fn open_by_url_uses_the_schema_in_the_url() {
 #[tokio::test]
 async fn schemas_are_isolated() {
     let url = postgres_url();
-    let (s1, s2) = (random_schema(), random_schema());
+    // The second name needs quoting: mixed case and a space.
+    let (s1, s2) = (random_schema(), format!("Odd Schema {}", random_schema()));
     let outcome = tokio::spawn({
         let (url, s1, s2) = (url.clone(), s1.clone(), s2.clone());
         async move {
@@ -42,10 +43,7 @@ async fn schemas_are_isolated() {
             let acme = entity(&one, "Acme").await;
             assert_eq!(one.list_entities(PageRequest::default()).await.unwrap().items, vec![acme.clone()]);
             assert!(two.list_entities(PageRequest::default()).await.unwrap().items.is_empty());
-            assert!(matches!(
-                two.get_entity(&acme.id).await,
-                Err(StorageError::NotFound { what: "entity", .. })
-            ));
+            assert!(matches!(two.get_entity(&acme.id).await, Err(StorageError::NotFound { what: "entity", .. })));
         }
     })
     .await;

@@ -21,7 +21,11 @@ async fn persists_across_reopen() {
     assert!(path.exists(), "open creates the database file");
     let acme = entity(&store, "Acme").await;
     let sales = store
-        .create_department(NewDepartment { entity_id: acme.id.clone(), name: "Sales".into(), instructions: "sell".into() })
+        .create_department(NewDepartment {
+            entity_id: acme.id.clone(),
+            name: "Sales".into(),
+            instructions: "sell".into(),
+        })
         .await
         .unwrap();
     let key = ApiKey {
@@ -62,11 +66,10 @@ async fn database_is_in_wal_mode() {
     let mut conn = SqliteConnection::connect(&url).await.unwrap();
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
     assert_eq!(mode, "wal");
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
     for table in ["api_keys", "departments", "entities", "participants", "room_events", "rooms"] {
         assert!(tables.iter().any(|t| t == table), "missing table {table} in {tables:?}");
     }
@@ -111,8 +114,5 @@ async fn corrupt_event_json(db: &TestDb) {
     create_room(store, room(&acme.id, "r1", 1_000)).await;
     assert_eq!(store.list_events("r1", 0, 10).await.unwrap().len(), 1);
     assert_eq!(db.execute_raw("UPDATE room_events SET data = '{oops' WHERE room_id = $1", "r1").await, 1);
-    assert_err!(
-        store.list_events("r1", 0, 10).await,
-        StorageError::Corrupt { column: "room_events.data", .. }
-    );
+    assert_err!(store.list_events("r1", 0, 10).await, StorageError::Corrupt { column: "room_events.data", .. });
 }

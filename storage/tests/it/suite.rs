@@ -6,9 +6,7 @@ use std::collections::BTreeSet;
 
 use huddle_core::limits::DEFAULT_MAX_PARTICIPANTS;
 use huddle_core::{ApiKey, NewDepartment, NewEntity, ParticipantKind, RoomStatus, now_ms};
-use huddle_storage::{
-    DepartmentUpdate, EntityUpdate, PageRequest, RoomFilter, StorageError,
-};
+use huddle_storage::{DepartmentUpdate, EntityUpdate, PageRequest, RoomFilter, StorageError};
 
 use crate::assert_err;
 use crate::common::{Backend, TestDb, change, create_room, entity, event, participant, room};
@@ -157,10 +155,7 @@ pub async fn invalid_page_tokens(db: &TestDb) {
     for token in ["not a token", "!!", "bm8tY29sb24", "eDox"] {
         // "bm8tY29sb24" is base64url of "no-colon", "eDox" of "x:1".
         assert_err!(store.list_entities(page(2, token)).await, StorageError::InvalidPageToken);
-        assert_err!(
-            store.list_rooms(RoomFilter::default(), page(2, token)).await,
-            StorageError::InvalidPageToken
-        );
+        assert_err!(store.list_rooms(RoomFilter::default(), page(2, token)).await, StorageError::InvalidPageToken);
     }
 }
 
@@ -194,16 +189,12 @@ pub async fn department_uniqueness_and_update(db: &TestDb) {
     );
 
     let eng = store.create_department(new(&acme.id, "Engineering")).await.unwrap();
-    let names: Vec<String> =
-        store.list_departments(&acme.id).await.unwrap().into_iter().map(|d| d.name).collect();
+    let names: Vec<String> = store.list_departments(&acme.id).await.unwrap().into_iter().map(|d| d.name).collect();
     assert_eq!(names, vec!["Engineering", "Sales"], "ordered by name");
     assert_eq!(store.list_departments(&other.id).await.unwrap(), vec![other_sales.clone()]);
 
     let updated = store
-        .update_department(
-            &eng.id,
-            DepartmentUpdate { name: None, instructions: Some("ship it".into()) },
-        )
+        .update_department(&eng.id, DepartmentUpdate { name: None, instructions: Some("ship it".into()) })
         .await
         .unwrap();
     assert_eq!(updated.name, "Engineering");
@@ -258,10 +249,7 @@ pub async fn api_keys(db: &TestDb) {
 
     assert_eq!(store.find_api_key(&key.key_hash).await.unwrap(), key);
     assert_eq!(store.find_api_key(&other.key_hash).await.unwrap(), other);
-    assert_err!(
-        store.find_api_key(&"ef".repeat(32)).await,
-        StorageError::NotFound { what: "api key", .. }
-    );
+    assert_err!(store.find_api_key(&"ef".repeat(32)).await, StorageError::NotFound { what: "api key", .. });
     assert_err!(
         store.create_api_key(ApiKey { id: "key-3".into(), ..key.clone() }).await,
         StorageError::AlreadyExists { what: "api key", .. }
@@ -336,7 +324,7 @@ pub async fn room_create_and_get(db: &TestDb) {
     assert_err!(store.list_events("r3", 0, 10).await, StorageError::NotFound { what: "room", .. });
 
     assert_err!(
-        store.create_room(r.clone(), vec![event("r1", 1, "created", 5_000)]).await,
+        store.create_room(r.clone(), events.clone()).await,
         StorageError::AlreadyExists { what: "room", ref value } if value == "r1"
     );
     assert_eq!(store.list_events("r1", 0, 100).await.unwrap(), events, "a refused create writes nothing");
@@ -379,28 +367,19 @@ pub async fn room_filters(db: &TestDb) {
     let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
     // Newest first; equal times by id, descending.
-    assert_eq!(
-        room_ids(db, RoomFilter::default()).await,
-        ids(&["a5", "b2", "a4", "a3", "a2", "b1", "a1"])
-    );
+    assert_eq!(room_ids(db, RoomFilter::default()).await, ids(&["a5", "b2", "a4", "a3", "a2", "b1", "a1"]));
     assert_eq!(
         room_ids(db, RoomFilter { entity_id: Some(a.clone()), ..Default::default() }).await,
         ids(&["a5", "a4", "a3", "a2", "a1"])
     );
-    assert_eq!(
-        room_ids(db, RoomFilter { entity_id: Some(b.clone()), ..Default::default() }).await,
-        ids(&["b2", "b1"])
-    );
+    assert_eq!(room_ids(db, RoomFilter { entity_id: Some(b.clone()), ..Default::default() }).await, ids(&["b2", "b1"]));
     assert_eq!(
         room_ids(db, RoomFilter { status: Some(RoomStatus::Active), ..Default::default() }).await,
         ids(&["a4", "a2", "b1"])
     );
     assert_eq!(
-        room_ids(
-            db,
-            RoomFilter { entity_id: Some(a.clone()), status: Some(RoomStatus::Active), ..Default::default() }
-        )
-        .await,
+        room_ids(db, RoomFilter { entity_id: Some(a.clone()), status: Some(RoomStatus::Active), ..Default::default() })
+            .await,
         ids(&["a4", "a2"])
     );
     // The time range is half-open: [from, to).
@@ -408,16 +387,10 @@ pub async fn room_filters(db: &TestDb) {
         room_ids(db, RoomFilter { created_from_ms: Some(3_000), ..Default::default() }).await,
         ids(&["a5", "b2", "a4", "a3"])
     );
+    assert_eq!(room_ids(db, RoomFilter { created_to_ms: Some(2_000), ..Default::default() }).await, ids(&["b1", "a1"]));
     assert_eq!(
-        room_ids(db, RoomFilter { created_to_ms: Some(2_000), ..Default::default() }).await,
-        ids(&["b1", "a1"])
-    );
-    assert_eq!(
-        room_ids(
-            db,
-            RoomFilter { created_from_ms: Some(1_500), created_to_ms: Some(3_000), ..Default::default() }
-        )
-        .await,
+        room_ids(db, RoomFilter { created_from_ms: Some(1_500), created_to_ms: Some(3_000), ..Default::default() })
+            .await,
         ids(&["a2", "b1"])
     );
     assert_eq!(
@@ -587,12 +560,10 @@ pub async fn participants_upsert(db: &TestDb) {
     zed.email = None;
     zed.phone = Some("+15550100".into());
     let bob = participant("r1", "p-bob", 1_500);
-    let more = change(&joined.room, |_| {}, vec![zed.clone(), bob.clone()], &["participant_joined", "participant_joined"]);
+    let more =
+        change(&joined.room, |_| {}, vec![zed.clone(), bob.clone()], &["participant_joined", "participant_joined"]);
     store.commit_room_change(more.clone()).await.unwrap();
-    assert_eq!(
-        store.list_participants("r1").await.unwrap(),
-        vec![bob.clone(), zed.clone(), ann.clone()]
-    );
+    assert_eq!(store.list_participants("r1").await.unwrap(), vec![bob.clone(), zed.clone(), ann.clone()]);
 
     // Ann leaves: her record is updated, not duplicated.
     let mut ann_left = ann.clone();
@@ -652,8 +623,7 @@ pub async fn open_room_ids(db: &TestDb) {
     assert!(store.list_open_room_ids().await.unwrap().is_empty());
     room_fixture(db).await;
     let open: BTreeSet<String> = store.list_open_room_ids().await.unwrap().into_iter().collect();
-    let expected: BTreeSet<String> =
-        ["a1", "a2", "a4", "b1", "b2"].into_iter().map(String::from).collect();
+    let expected: BTreeSet<String> = ["a1", "a2", "a4", "b1", "b2"].into_iter().map(String::from).collect();
     assert_eq!(open, expected);
 
     // Completing a room takes it off the list.
@@ -682,16 +652,10 @@ pub async fn corrupt_values_are_errors(db: &TestDb) {
     );
 
     assert_eq!(db.execute_raw("UPDATE participants SET kind = 'ROBOT' WHERE id = $1", "p1").await, 1);
-    assert_err!(
-        store.list_participants("r1").await,
-        StorageError::Corrupt { column: "participants.kind", .. }
-    );
+    assert_err!(store.list_participants("r1").await, StorageError::Corrupt { column: "participants.kind", .. });
 
     assert_eq!(db.execute_raw("UPDATE entities SET max_participants = -1 WHERE id = $1", &acme.id).await, 1);
-    assert_err!(
-        store.get_entity(&acme.id).await,
-        StorageError::Corrupt { column: "entities.max_participants", .. }
-    );
+    assert_err!(store.get_entity(&acme.id).await, StorageError::Corrupt { column: "entities.max_participants", .. });
 }
 
 pub async fn reopen_sees_committed_data(db: &TestDb) {

@@ -1,0 +1,563 @@
+//! The one implementation of the storage traits' semantics, generic over the
+//! SQL database: both backends run exactly this code and SQL, and differ only
+//! in how they connect and in the few statements their [`Dialect`] supplies.
+//!
+//! Statements use `$N` placeholders, which SQLite accepts too.
+
+use huddle_core::{
+    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus, now_ms,
+};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+use tracing::debug;
+
+use crate::change::{check_change, check_new_room};
+use crate::page::{self, Cursor};
+use crate::rows::{
+    self, ApiKeyRow, DepartmentRow, EntityRow, EventRow, ParticipantRow, RoomRow, convert, is_foreign_key_violation,
+    is_unique_violation, not_found, seq_to_db,
+};
+use crate::{DepartmentUpdate, EntityUpdate, Page, PageRequest, Result, RoomChange, RoomFilter, StorageError};
+
+/// What differs between the SQL of the backends.
+pub(crate) trait Dialect: Database {
+    /// The statement that opens a write transaction; `None` for the driver's
+    /// plain `BEGIN`.
+    const BEGIN_WRITE: Option<&'static str>;
+    /// Selects `room_id, seq, kind, data, at_ms` (with `data` as JSON text) of
+    /// room `$1`'s events with `seq > $2`, ascending, at most `$3`.
+    const SELECT_EVENTS: &'static str;
+    /// Inserts one event from `room_id, seq, kind, data (JSON text), at_ms`
+    /// bound as `$1..$5`.
+    const INSERT_EVENT: &'static str;
+}
+
+/// A connection pool and the storage operations over it.
+#[derive(Debug)]
+pub(crate) struct Sql<DB: Database> {
+    pool: Pool<DB>,
+}
+
+impl<DB: Database> Clone for Sql<DB> {
+    fn clone(&self) -> Self {
+        Self { pool: self.pool.clone() }
+    }
+}
+
+impl<DB> Sql<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB> + ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    pub fn new(pool: Pool<DB>) -> Self {
+        Self { pool }
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, DB>> {
+        Ok(match DB::BEGIN_WRITE {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        })
+    }
+
+    pub async fn create_entity(&self, new: NewEntity) -> Result<Entity> {
+        let entity = rows::new_entity(new);
+        sqlx::query(
+            "INSERT INTO entities (id, name, kind, default_instructions, max_participants, \
+             recording_retention_days, active, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&entity.id)
+        .bind(&entity.name)
+        .bind(&entity.kind)
+        .bind(&entity.default_instructions)
+        .bind(i64::from(entity.max_participants))
+        .bind(i64::from(entity.recording_retention_days))
+        .bind(entity.active)
+        .bind(entity.created_at_ms)
+        .bind(entity.updated_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(entity)
+    }
+
+    pub async fn get_entity(&self, id: &str) -> Result<Entity> {
+        let row: Option<EntityRow> = sqlx::query_as(
+            "SELECT id, name, kind, default_instructions, max_participants, \
+             recording_retention_days, active, created_at_ms, updated_at_ms \
+             FROM entities WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| not_found("entity", id))?.try_into()
+    }
+
+    pub async fn list_entities(&self, page: PageRequest) -> Result<Page<Entity>> {
+        let size = page.effective_size();
+        let limit = page::fetch_limit(size);
+        let rows: Vec<EntityRow> = match Cursor::from_request(&page)? {
+            None => {
+                sqlx::query_as(
+                    "SELECT id, name, kind, default_instructions, max_participants, \
+                     recording_retention_days, active, created_at_ms, updated_at_ms \
+                     FROM entities ORDER BY created_at_ms, id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some(after) => {
+                sqlx::query_as(
+                    "SELECT id, name, kind, default_instructions, max_participants, \
+                     recording_retention_days, active, created_at_ms, updated_at_ms \
+                     FROM entities WHERE (created_at_ms, id) > ($1, $2) \
+                     ORDER BY created_at_ms, id LIMIT $3",
+                )
+                .bind(after.created_at_ms)
+                .bind(after.id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(page::assemble(convert(rows)?, size, rows::entity_cursor))
+    }
+
+    pub async fn update_entity(&self, id: &str, update: EntityUpdate) -> Result<Entity> {
+        let row: Option<EntityRow> = sqlx::query_as(
+            "UPDATE entities SET \
+               name = COALESCE($2, name), \
+               kind = COALESCE($3, kind), \
+               default_instructions = COALESCE($4, default_instructions), \
+               max_participants = COALESCE($5, max_participants), \
+               recording_retention_days = COALESCE($6, recording_retention_days), \
+               active = COALESCE($7, active), \
+               updated_at_ms = $8 \
+             WHERE id = $1 \
+             RETURNING id, name, kind, default_instructions, max_participants, \
+               recording_retention_days, active, created_at_ms, updated_at_ms",
+        )
+        .bind(id)
+        .bind(update.name)
+        .bind(update.kind)
+        .bind(update.default_instructions)
+        .bind(update.max_participants.map(i64::from))
+        .bind(update.recording_retention_days.map(i64::from))
+        .bind(update.active)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| not_found("entity", id))?.try_into()
+    }
+
+    pub async fn create_department(&self, new: NewDepartment) -> Result<Department> {
+        let department = rows::new_department(new);
+        let inserted = sqlx::query(
+            "INSERT INTO departments (id, entity_id, name, instructions, created_at_ms, \
+             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&department.id)
+        .bind(&department.entity_id)
+        .bind(&department.name)
+        .bind(&department.instructions)
+        .bind(department.created_at_ms)
+        .bind(department.updated_at_ms)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(department),
+            Err(e) if is_foreign_key_violation(&e) => Err(not_found("entity", &department.entity_id)),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StorageError::AlreadyExists { what: "department", value: department.name })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_department(&self, id: &str) -> Result<Department> {
+        let row: Option<DepartmentRow> = sqlx::query_as(
+            "SELECT id, entity_id, name, instructions, created_at_ms, updated_at_ms \
+             FROM departments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.ok_or_else(|| not_found("department", id))?.into())
+    }
+
+    pub async fn list_departments(&self, entity_id: &str) -> Result<Vec<Department>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<DepartmentRow> = sqlx::query_as(
+            "SELECT id, entity_id, name, instructions, created_at_ms, updated_at_ms \
+             FROM departments WHERE entity_id = $1 ORDER BY name, id",
+        )
+        .bind(entity_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() && !Self::entity_exists(&mut conn, entity_id).await? {
+            return Err(not_found("entity", entity_id));
+        }
+        Ok(rows.into_iter().map(Department::from).collect())
+    }
+
+    pub async fn update_department(&self, id: &str, update: DepartmentUpdate) -> Result<Department> {
+        let updated = sqlx::query_as::<_, DepartmentRow>(
+            "UPDATE departments SET \
+               name = COALESCE($2, name), \
+               instructions = COALESCE($3, instructions), \
+               updated_at_ms = $4 \
+             WHERE id = $1 \
+             RETURNING id, entity_id, name, instructions, created_at_ms, updated_at_ms",
+        )
+        .bind(id)
+        .bind(update.name.clone())
+        .bind(update.instructions)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await;
+        match updated {
+            Ok(row) => Ok(row.ok_or_else(|| not_found("department", id))?.into()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StorageError::AlreadyExists { what: "department", value: update.name.unwrap_or_default() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn create_api_key(&self, key: ApiKey) -> Result<ApiKey> {
+        let inserted = sqlx::query(
+            "INSERT INTO api_keys (id, entity_id, key_hash, prefix, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&key.id)
+        .bind(&key.entity_id)
+        .bind(&key.key_hash)
+        .bind(&key.prefix)
+        .bind(key.created_at_ms)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(key),
+            Err(e) if is_foreign_key_violation(&e) => Err(not_found("entity", &key.entity_id)),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StorageError::AlreadyExists { what: "api key", value: key.prefix })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn find_api_key(&self, key_hash: &str) -> Result<ApiKey> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(
+            "SELECT id, entity_id, key_hash, prefix, created_at_ms \
+             FROM api_keys WHERE key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.ok_or_else(|| not_found("api key", key_hash))?.into())
+    }
+
+    pub async fn create_room(&self, room: Room, events: Vec<RoomEvent>) -> Result<Room> {
+        check_new_room(&room, &events)?;
+        let mut tx = self.begin_write().await?;
+        if !Self::entity_exists(&mut tx, &room.entity_id).await? {
+            return Err(not_found("entity", &room.entity_id));
+        }
+        if let Some(department_id) = &room.department_id {
+            let owner: Option<String> = sqlx::query_scalar("SELECT entity_id FROM departments WHERE id = $1")
+                .bind(department_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if owner.as_deref() != Some(room.entity_id.as_str()) {
+                return Err(not_found("department", department_id));
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO rooms (id, entity_id, department_id, title, custom_instructions, status, \
+             max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
+             cancel_reason, event_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&room.id)
+        .bind(&room.entity_id)
+        .bind(&room.department_id)
+        .bind(&room.title)
+        .bind(&room.custom_instructions)
+        .bind(room.status.as_str())
+        .bind(i64::from(room.max_participants))
+        .bind(room.scheduled_for_ms)
+        .bind(room.created_at_ms)
+        .bind(room.started_at_ms)
+        .bind(room.ended_at_ms)
+        .bind(&room.cancel_reason)
+        .bind(seq_to_db(room.event_seq)?)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StorageError::AlreadyExists { what: "room", value: room.id });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Self::insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(room)
+    }
+
+    pub async fn get_room(&self, id: &str) -> Result<Room> {
+        let row: Option<RoomRow> = sqlx::query_as(
+            "SELECT id, entity_id, department_id, title, custom_instructions, status, \
+             max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
+             cancel_reason, event_seq \
+             FROM rooms WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| not_found("room", id))?.try_into()
+    }
+
+    pub async fn list_rooms(&self, filter: RoomFilter, page: PageRequest) -> Result<Page<Room>> {
+        let size = page.effective_size();
+        let cursor = Cursor::from_request(&page)?;
+        let (sql, args) = rooms_query(filter, cursor, size);
+        let mut query = sqlx::query_as(&sql);
+        for arg in args {
+            query = match arg {
+                Arg::Text(text) => query.bind(text),
+                Arg::Int(int) => query.bind(int),
+            };
+        }
+        let rows: Vec<RoomRow> = query.fetch_all(&self.pool).await?;
+        Ok(page::assemble(convert(rows)?, size, rows::room_cursor))
+    }
+
+    pub async fn commit_room_change(&self, change: RoomChange) -> Result<()> {
+        check_change(&change)?;
+        let room = &change.room;
+        let mut tx = self.begin_write().await?;
+        let updated: Option<String> = sqlx::query_scalar(
+            "UPDATE rooms SET \
+               department_id = $2, title = $3, custom_instructions = $4, status = $5, \
+               max_participants = $6, scheduled_for_ms = $7, started_at_ms = $8, \
+               ended_at_ms = $9, cancel_reason = $10, event_seq = $11 \
+             WHERE id = $1 AND event_seq = $12 \
+             RETURNING id",
+        )
+        .bind(&room.id)
+        .bind(&room.department_id)
+        .bind(&room.title)
+        .bind(&room.custom_instructions)
+        .bind(room.status.as_str())
+        .bind(i64::from(room.max_participants))
+        .bind(room.scheduled_for_ms)
+        .bind(room.started_at_ms)
+        .bind(room.ended_at_ms)
+        .bind(&room.cancel_reason)
+        .bind(seq_to_db(room.event_seq)?)
+        .bind(seq_to_db(change.expected_seq)?)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if updated.is_none() {
+            let found: Option<i64> = sqlx::query_scalar("SELECT event_seq FROM rooms WHERE id = $1")
+                .bind(&room.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let found = found.ok_or_else(|| not_found("room", &room.id))?;
+            let found = rows::to_u64(found, "rooms.event_seq")?;
+            debug!(room_id = %room.id, expected = change.expected_seq, found, "room change conflict");
+            return Err(StorageError::Conflict { room_id: room.id.clone(), expected: change.expected_seq, found });
+        }
+        for participant in &change.participants {
+            Self::upsert_participant(&mut tx, participant).await?;
+        }
+        Self::insert_events(&mut tx, &change.events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_participants(&self, room_id: &str) -> Result<Vec<Participant>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<ParticipantRow> = sqlx::query_as(
+            "SELECT id, room_id, kind, display_name, email, phone, identity, joined_at_ms, \
+             left_at_ms \
+             FROM participants WHERE room_id = $1 ORDER BY joined_at_ms, id",
+        )
+        .bind(room_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() && !Self::room_exists(&mut conn, room_id).await? {
+            return Err(not_found("room", room_id));
+        }
+        convert(rows)
+    }
+
+    pub async fn list_events(&self, room_id: &str, after_seq: u64, limit: u32) -> Result<Vec<RoomEvent>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<EventRow> = sqlx::query_as(DB::SELECT_EVENTS)
+            .bind(room_id)
+            .bind(rows::after_seq_to_db(after_seq))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+        if rows.is_empty() && !Self::room_exists(&mut conn, room_id).await? {
+            return Err(not_found("room", room_id));
+        }
+        convert(rows)
+    }
+
+    pub async fn list_open_room_ids(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM rooms WHERE status IN ($1, $2) ORDER BY created_at_ms, id")
+            .bind(RoomStatus::Scheduled.as_str())
+            .bind(RoomStatus::Active.as_str())
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn entity_exists(conn: &mut DB::Connection, id: &str) -> Result<bool> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM entities WHERE id = $1").bind(id).fetch_optional(conn).await?;
+        Ok(found.is_some())
+    }
+
+    async fn room_exists(conn: &mut DB::Connection, id: &str) -> Result<bool> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM rooms WHERE id = $1").bind(id).fetch_optional(conn).await?;
+        Ok(found.is_some())
+    }
+
+    async fn upsert_participant(conn: &mut DB::Connection, p: &Participant) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO participants (id, room_id, kind, display_name, email, phone, identity, \
+             joined_at_ms, left_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET \
+               kind = excluded.kind, display_name = excluded.display_name, \
+               email = excluded.email, phone = excluded.phone, identity = excluded.identity, \
+               joined_at_ms = excluded.joined_at_ms, left_at_ms = excluded.left_at_ms",
+        )
+        .bind(&p.id)
+        .bind(&p.room_id)
+        .bind(p.kind.as_str())
+        .bind(&p.display_name)
+        .bind(&p.email)
+        .bind(&p.phone)
+        .bind(&p.identity)
+        .bind(p.joined_at_ms)
+        .bind(p.left_at_ms)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_events(conn: &mut DB::Connection, events: &[RoomEvent]) -> Result<()> {
+        for event in events {
+            sqlx::query(DB::INSERT_EVENT)
+                .bind(&event.room_id)
+                .bind(seq_to_db(event.seq)?)
+                .bind(&event.kind)
+                .bind(rows::event_data(event)?)
+                .bind(event.at_ms)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A value bound to a dynamically built statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// The `SELECT` of one page of rooms that match `filter`, newest first
+/// (`(created_at_ms, id)` descending) after `cursor`, and its arguments.
+/// Only the conditions that apply are in the SQL, so indexes stay usable.
+fn rooms_query(filter: RoomFilter, cursor: Option<Cursor>, size: u32) -> (String, Vec<Arg>) {
+    let mut args = Vec::new();
+    let mut arg = |value: Arg| {
+        args.push(value);
+        format!("${}", args.len())
+    };
+    let mut conditions = Vec::new();
+    if let Some(entity_id) = filter.entity_id {
+        conditions.push(format!("entity_id = {}", arg(Arg::Text(entity_id))));
+    }
+    if let Some(status) = filter.status {
+        conditions.push(format!("status = {}", arg(Arg::Text(status.as_str().to_string()))));
+    }
+    if let Some(from) = filter.created_from_ms {
+        conditions.push(format!("created_at_ms >= {}", arg(Arg::Int(from))));
+    }
+    if let Some(to) = filter.created_to_ms {
+        conditions.push(format!("created_at_ms < {}", arg(Arg::Int(to))));
+    }
+    if let Some(after) = cursor {
+        let (at, id) = (arg(Arg::Int(after.created_at_ms)), arg(Arg::Text(after.id)));
+        conditions.push(format!("(created_at_ms, id) < ({at}, {id})"));
+    }
+    let limit = arg(Arg::Int(page::fetch_limit(size)));
+    let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    let sql = format!(
+        "SELECT id, entity_id, department_id, title, custom_instructions, status, \
+         max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
+         cancel_reason, event_seq \
+         FROM rooms{filter} ORDER BY created_at_ms DESC, id DESC LIMIT {limit}"
+    );
+    (sql, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use huddle_core::RoomStatus;
+
+    use super::*;
+
+    #[test]
+    fn rooms_query_binds_only_the_filters_given() {
+        let (sql, args) = rooms_query(RoomFilter::default(), None, 10);
+        assert!(sql.ends_with("FROM rooms ORDER BY created_at_ms DESC, id DESC LIMIT $1"), "{sql}");
+        assert_eq!(args, vec![Arg::Int(11)]);
+
+        let filter = RoomFilter {
+            entity_id: Some("e".into()),
+            status: Some(RoomStatus::Active),
+            created_from_ms: Some(5),
+            created_to_ms: Some(9),
+        };
+        let cursor = Cursor { created_at_ms: 7, id: "r".into() };
+        let (sql, args) = rooms_query(filter, Some(cursor), 2);
+        assert!(
+            sql.ends_with(
+                "FROM rooms WHERE entity_id = $1 AND status = $2 AND created_at_ms >= $3 \
+                 AND created_at_ms < $4 AND (created_at_ms, id) < ($5, $6) \
+                 ORDER BY created_at_ms DESC, id DESC LIMIT $7"
+            ),
+            "{sql}"
+        );
+        assert_eq!(
+            args,
+            vec![
+                Arg::Text("e".into()),
+                Arg::Text("ACTIVE".into()),
+                Arg::Int(5),
+                Arg::Int(9),
+                Arg::Int(7),
+                Arg::Text("r".into()),
+                Arg::Int(3),
+            ]
+        );
+    }
+}
