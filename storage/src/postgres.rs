@@ -59,7 +59,12 @@ impl PostgresStore {
     }
 
     async fn connect(options: PgConnectOptions) -> Result<Self> {
-        let pool = PgPoolOptions::new().connect_with(options.clone()).await?;
+        // A dead server should fail requests within seconds, not hang them
+        // for sqlx's default 30 s.
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect_with(options.clone())
+            .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         info!(
             host = options.get_host(),

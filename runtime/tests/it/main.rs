@@ -3,6 +3,7 @@
 //! server with real tonic clients.
 
 mod common;
+mod dead_database;
 mod grpc;
 mod rooms;
 mod supervision;
