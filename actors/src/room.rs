@@ -7,6 +7,7 @@
 //! can rebuild the room from storage.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use huddle_core::time::Millis;
 use huddle_core::{NewParticipant, Participant, Room, RoomEvent, RoomStatus, new_id, now_ms};
@@ -90,6 +91,8 @@ pub struct RoomState {
     hub: RoomHub,
     /// Messages handled, for the throughput benchmark and diagnostics.
     handled: u64,
+    /// When the last request (anything but a passivation check) arrived.
+    last_activity: Instant,
 }
 
 /// Messages a room actor understands.
@@ -110,6 +113,10 @@ pub enum RoomMsg {
     Handled { reply: RpcReplyPort<u64> },
     /// Fault injection for supervision tests: the handler panics.
     InjectPanic,
+    /// Sent by the supervisor's sweep: if no request arrived for `idle_for`,
+    /// the actor finishes its queue and stops. The room stays as it is in
+    /// storage; the next request spawns a fresh actor.
+    PassivateIfIdle { idle_for: Duration },
 }
 
 /// A planned change: a copy of the room, touched participants, new events.
@@ -184,7 +191,15 @@ impl Draft {
 impl RoomState {
     fn new(view: RoomView, store: DynStore, hub: RoomHub) -> Self {
         let by_id = view.participants.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
-        RoomState { room: view.room, participants: view.participants, by_id, store, hub, handled: 0 }
+        RoomState {
+            room: view.room,
+            participants: view.participants,
+            by_id,
+            store,
+            hub,
+            handled: 0,
+            last_activity: Instant::now(),
+        }
     }
 
     fn view(&self) -> RoomView {
@@ -353,8 +368,18 @@ impl Actor for RoomActor {
         state: &mut Self::State,
     ) -> std::result::Result<(), ActorProcessingErr> {
         state.handled += 1;
+        if !matches!(msg, RoomMsg::PassivateIfIdle { .. }) {
+            state.last_activity = Instant::now();
+        }
         match msg {
             RoomMsg::Ping => {}
+            RoomMsg::PassivateIfIdle { idle_for } => {
+                if state.last_activity.elapsed() >= idle_for {
+                    debug!(room_id = %state.room.id, "passivating idle room");
+                    // drain, not stop: anything already queued is still handled
+                    let _ = myself.drain();
+                }
+            }
             RoomMsg::Handled { reply } => {
                 let _ = reply.send(state.handled);
             }
@@ -370,7 +395,9 @@ impl Actor for RoomActor {
                 let _ = reply.send(r);
                 if ended {
                     state.hub.close(&state.room.id);
-                    myself.stop(Some("room completed".into()));
+                    // drain: requests queued behind the end are still answered
+                    // (with "room is COMPLETED"), new ones go to storage
+                    let _ = myself.drain();
                 }
             }
             RoomMsg::Cancel { reason, reply } => {
@@ -379,7 +406,7 @@ impl Actor for RoomActor {
                 let _ = reply.send(r);
                 if ended {
                     state.hub.close(&state.room.id);
-                    myself.stop(Some("room cancelled".into()));
+                    let _ = myself.drain();
                 }
             }
             RoomMsg::Join { participant, reply } => {

@@ -7,6 +7,11 @@
 //! exponential backoff (the first restart is immediate), and appends a
 //! `restarted` event that watchers receive. Restarts are counted in the
 //! `huddle_room_restarts_total` metric.
+//!
+//! Idle rooms are passivated: a periodic sweep asks every room actor that has
+//! had no request for `idle_timeout` to finish its queue and stop. Its room
+//! stays SCHEDULED or ACTIVE in storage and its watchers stay subscribed (the
+//! hub outlives actors); the next request spawns it again.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -41,6 +46,9 @@ pub struct RoomSupervisorArgs {
     pub hub: RoomHub,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Room actors idle this long are passivated (stopped; their rooms stay
+    /// in storage and respawn on the next request). Zero disables it.
+    pub idle_timeout: Duration,
 }
 
 pub struct RoomSupervisorState {
@@ -69,6 +77,8 @@ pub enum RoomSupervisorMsg {
     /// Stop spawning, let every room finish its queued messages, stop them.
     Drain { timeout: Duration, reply: RpcReplyPort<usize> },
     Stats { reply: RpcReplyPort<SupervisorStats> },
+    /// Internal, periodic: asks every live room to passivate if idle.
+    Sweep,
 }
 
 impl RoomSupervisorState {
@@ -164,9 +174,25 @@ impl Actor for RoomSupervisor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: RoomSupervisorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        if !args.idle_timeout.is_zero() {
+            // One ticker for all rooms; it ends when the supervisor is gone.
+            let period = (args.idle_timeout / 4).max(Duration::from_millis(10));
+            let me = myself.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if me.cast(RoomSupervisorMsg::Sweep).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         Ok(RoomSupervisorState {
             args,
             failures: HashMap::new(),
@@ -209,6 +235,14 @@ impl Actor for RoomSupervisor {
                 let n = myself.get_children().len();
                 myself.drain_children_and_wait(Some(timeout)).await;
                 let _ = reply.send(n);
+            }
+            RoomSupervisorMsg::Sweep => {
+                if !state.draining {
+                    let idle_for = state.args.idle_timeout;
+                    for child in myself.get_children() {
+                        let _ = ActorRef::<RoomMsg>::from(child).cast(RoomMsg::PassivateIfIdle { idle_for });
+                    }
+                }
             }
             RoomSupervisorMsg::Stats { reply } => {
                 let _ = reply.send(SupervisorStats {

@@ -71,6 +71,9 @@ pub struct RoomsConfig {
     /// Capacity of each room's watcher channel; slower watchers catch up
     /// from the stored event log.
     pub watch_buffer: usize,
+    /// A room actor with no request for this long is passivated (stopped;
+    /// it respawns from storage on the next request). 0 keeps actors alive.
+    pub idle_timeout_ms: u64,
 }
 
 /// Log output.
@@ -120,6 +123,7 @@ impl Default for RoomsConfig {
             restart_backoff_base_ms: 100,
             restart_backoff_max_ms: 10_000,
             watch_buffer: 1024,
+            idle_timeout_ms: 300_000,
         }
     }
 }

@@ -207,6 +207,7 @@ impl RuntimeBuilder {
             hub: hub.clone(),
             backoff_base: Duration::from_millis(self.rooms.restart_backoff_base_ms),
             backoff_max: Duration::from_millis(self.rooms.restart_backoff_max_ms),
+            idle_timeout: Duration::from_millis(self.rooms.idle_timeout_ms),
         };
         let (root, _) = Actor::spawn(Some(format!("{namespace}/root")), root::RootActor, args)
             .await

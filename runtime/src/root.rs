@@ -29,6 +29,7 @@ pub struct RootArgs {
     pub hub: RoomHub,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    pub idle_timeout: Duration,
 }
 
 pub struct RootState {
@@ -47,6 +48,7 @@ impl RootState {
             hub: a.hub.clone(),
             backoff_base: a.backoff_base,
             backoff_max: a.backoff_max,
+            idle_timeout: a.idle_timeout,
         };
         Actor::spawn_linked(Some(room_supervisor_name(&a.namespace)), RoomSupervisor, args, myself.get_cell())
             .await?;

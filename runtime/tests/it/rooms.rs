@@ -217,3 +217,34 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     assert_eq!(f.rt.store().list_events(&id, 0, 10).await.unwrap().len(), 1);
     f.rt.shutdown().await;
 }
+
+#[tokio::test]
+async fn idle_rooms_are_passivated_and_come_back_intact() {
+    use futures::StreamExt;
+    use huddle_runtime::{RoomsConfig, Runtime, WatchItem};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::builder()
+        .database_url(format!("sqlite://{}", dir.path().join("p.db").display()))
+        .rooms(RoomsConfig { idle_timeout_ms: 100, ..RoomsConfig::default() })
+        .build()
+        .await
+        .unwrap();
+    let api = rt.admin();
+    let e = entity(&api, "Acme", None).await;
+    let id = room(&api, &e.id).await.view.room.id;
+    api.start_room(&id).await.unwrap();
+    let ada = api.join_room(&id, human("Ada")).await.unwrap();
+    let mut w = api.watch_room(&id).await.unwrap();
+    assert!(matches!(w.next().await, Some(Ok(WatchItem::Snapshot(_)))));
+    assert_eq!(rt.stats().await.unwrap().live_rooms, 1);
+    common::eventually("idle room passivated", || async { rt.stats().await.unwrap().live_rooms == 0 }).await;
+    // the room is still ACTIVE, readable without an actor, and a change brings the actor back
+    assert_eq!(api.get_room(&id).await.unwrap().view.room.status, RoomStatus::Active);
+    assert_eq!(rt.stats().await.unwrap().live_rooms, 0, "reads must not spawn actors");
+    api.leave_room(&id, &ada.id).await.unwrap();
+    assert_eq!(rt.stats().await.unwrap().live_rooms, 1);
+    // the watcher subscribed before passivation still sees the change
+    let Some(Ok(WatchItem::Event(ev))) = w.next().await else { panic!("expected an event") };
+    assert_eq!(ev.kind, "participant_left");
+    rt.shutdown().await;
+}
