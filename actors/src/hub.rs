@@ -30,10 +30,7 @@ impl RoomHub {
         if let Some(tx) = self.channels.get(room_id) {
             return tx.subscribe();
         }
-        self.channels
-            .entry(room_id.to_string())
-            .or_insert_with(|| broadcast::channel(self.capacity).0)
-            .subscribe()
+        self.channels.entry(room_id.to_string()).or_insert_with(|| broadcast::channel(self.capacity).0).subscribe()
     }
 
     /// Sends an event to the room's current watchers (none is fine).

@@ -98,25 +98,44 @@ pub struct RoomState {
 /// Messages a room actor understands.
 pub enum RoomMsg {
     /// The room and its participants.
-    Get { reply: RpcReplyPort<RoomView> },
+    Get {
+        reply: RpcReplyPort<RoomView>,
+    },
     /// SCHEDULED -> ACTIVE.
-    Start { reply: RpcReplyPort<Result<RoomView>> },
+    Start {
+        reply: RpcReplyPort<Result<RoomView>>,
+    },
     /// ACTIVE -> COMPLETED; present participants are marked as left.
-    End { reply: RpcReplyPort<Result<RoomView>> },
+    End {
+        reply: RpcReplyPort<Result<RoomView>>,
+    },
     /// SCHEDULED or ACTIVE -> CANCELLED; present participants are marked as left.
-    Cancel { reason: String, reply: RpcReplyPort<Result<RoomView>> },
-    Join { participant: NewParticipant, reply: RpcReplyPort<Result<Participant>> },
-    Leave { participant_id: String, reply: RpcReplyPort<Result<Participant>> },
+    Cancel {
+        reason: String,
+        reply: RpcReplyPort<Result<RoomView>>,
+    },
+    Join {
+        participant: NewParticipant,
+        reply: RpcReplyPort<Result<Participant>>,
+    },
+    Leave {
+        participant_id: String,
+        reply: RpcReplyPort<Result<Participant>>,
+    },
     /// Counts a message and does nothing else (benchmarks, liveness checks).
     Ping,
     /// How many messages this incarnation of the actor has handled.
-    Handled { reply: RpcReplyPort<u64> },
+    Handled {
+        reply: RpcReplyPort<u64>,
+    },
     /// Fault injection for supervision tests: the handler panics.
     InjectPanic,
     /// Sent by the supervisor's sweep: if no request arrived for `idle_for`,
     /// the actor finishes its queue and stops. The room stays as it is in
     /// storage; the next request spawns a fresh actor.
-    PassivateIfIdle { idle_for: Duration },
+    PassivateIfIdle {
+        idle_for: Duration,
+    },
 }
 
 /// A planned change: a copy of the room, touched participants, new events.
@@ -451,7 +470,8 @@ mod tests {
             cancel_reason: None,
             event_seq: 1,
         };
-        let created = RoomEvent { room_id: room.id.clone(), seq: 1, kind: "created".into(), data: json!({}), at_ms: now };
+        let created =
+            RoomEvent { room_id: room.id.clone(), seq: 1, kind: "created".into(), data: json!({}), at_ms: now };
         let room = store.create_room(room, vec![created]).await.unwrap();
         (dir, store, room)
     }
@@ -520,9 +540,8 @@ mod tests {
         ractor::call!(actor, |reply| RoomMsg::Join { participant: human("Bob"), reply }).unwrap().unwrap();
         let full = ractor::call!(actor, |reply| RoomMsg::Join { participant: human("Cy"), reply }).unwrap();
         assert!(matches!(full, Err(RoomError::Full { cap: 2 })));
-        let left = ractor::call!(actor, |reply| RoomMsg::Leave { participant_id: a.id.clone(), reply })
-            .unwrap()
-            .unwrap();
+        let left =
+            ractor::call!(actor, |reply| RoomMsg::Leave { participant_id: a.id.clone(), reply }).unwrap().unwrap();
         assert!(left.left_at_ms.is_some());
         let twice = ractor::call!(actor, |reply| RoomMsg::Leave { participant_id: a.id.clone(), reply }).unwrap();
         assert!(matches!(twice, Err(RoomError::AlreadyLeft { .. })));

@@ -71,12 +71,23 @@ pub struct SupervisorStats {
 pub enum RoomSupervisorMsg {
     /// The live actor of a room, spawning it if needed. `Ok(None)` means the
     /// room is over and has no actor.
-    Ensure { room_id: String, reply: RpcReplyPort<Result<Option<ActorRef<RoomMsg>>, RoomError>> },
+    Ensure {
+        room_id: String,
+        reply: RpcReplyPort<Result<Option<ActorRef<RoomMsg>>, RoomError>>,
+    },
     /// Internal: rebuild a failed room once its backoff has passed.
-    Respawn { room_id: String, reason: String },
+    Respawn {
+        room_id: String,
+        reason: String,
+    },
     /// Stop spawning, let every room finish its queued messages, stop them.
-    Drain { timeout: Duration, reply: RpcReplyPort<usize> },
-    Stats { reply: RpcReplyPort<SupervisorStats> },
+    Drain {
+        timeout: Duration,
+        reply: RpcReplyPort<usize>,
+    },
+    Stats {
+        reply: RpcReplyPort<SupervisorStats>,
+    },
     /// Internal, periodic: asks every live room to passivate if idle.
     Sweep,
 }
@@ -263,10 +274,10 @@ impl Actor for RoomSupervisor {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
                 metrics::gauge!("huddle_rooms_live").decrement(1.0);
-                if let Some(room_id) = state.room_id_of(&cell) {
-                    if !state.draining {
-                        state.schedule_respawn(&myself, room_id, err.to_string());
-                    }
+                if let Some(room_id) = state.room_id_of(&cell)
+                    && !state.draining
+                {
+                    state.schedule_respawn(&myself, room_id, err.to_string());
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {

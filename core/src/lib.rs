@@ -22,8 +22,7 @@ pub mod time;
 
 pub use entity::{ApiKey, Department, Entity, NewDepartment, NewEntity};
 pub use room::{
-    NewParticipant, NewRoom, Participant, ParticipantKind, Room, RoomEvent, RoomStatus,
-    effective_instructions,
+    NewParticipant, NewRoom, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, effective_instructions,
 };
 pub use time::now_ms;
 

@@ -27,10 +27,7 @@ impl RoomStatus {
     /// Whether `self -> to` is an edge of the lifecycle.
     pub fn can_transition_to(self, to: RoomStatus) -> bool {
         use RoomStatus::*;
-        matches!(
-            (self, to),
-            (Scheduled, Active) | (Active, Completed) | (Scheduled, Cancelled) | (Active, Cancelled)
-        )
+        matches!((self, to), (Scheduled, Active) | (Active, Completed) | (Scheduled, Cancelled) | (Active, Cancelled))
     }
 
     /// Completed and cancelled rooms are over: they hold no actor.
@@ -98,11 +95,7 @@ pub struct Room {
 impl Room {
     /// The cap that applies to this room: its own, never above the entity's.
     pub fn participant_cap(&self, entity_max: u32) -> u32 {
-        if self.max_participants == 0 {
-            entity_max
-        } else {
-            self.max_participants.min(entity_max)
-        }
+        if self.max_participants == 0 { entity_max } else { self.max_participants.min(entity_max) }
     }
 }
 

@@ -17,11 +17,14 @@ async fn main() -> anyhow::Result<()> {
     let api = rt.admin();
 
     let acme = api
-        .create_entity(NewEntity { name: "Acme".into(), default_instructions: "Be brief.".into(), ..Default::default() })
+        .create_entity(NewEntity {
+            name: "Acme".into(),
+            default_instructions: "Be brief.".into(),
+            ..Default::default()
+        })
         .await?;
-    let room = api
-        .create_room(NewRoom { entity_id: acme.id.clone(), title: "Standup".into(), ..Default::default() })
-        .await?;
+    let room =
+        api.create_room(NewRoom { entity_id: acme.id.clone(), title: "Standup".into(), ..Default::default() }).await?;
     let id = room.view.room.id.clone();
 
     let mut watch = api.watch_room(&id).await?;

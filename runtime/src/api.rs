@@ -10,9 +10,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
+use huddle_actors::RoomError;
 use huddle_actors::room::{self, RoomMsg, RoomView};
 use huddle_actors::room_supervisor::{RoomSupervisorMsg, find_room};
-use huddle_actors::RoomError;
 use huddle_core::limits::{MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, MAX_PARTICIPANTS_CEILING};
 use huddle_core::{
     ApiKey, Department, Entity, NewDepartment, NewEntity, NewParticipant, NewRoom, Participant, Room, RoomEvent,
@@ -25,9 +25,9 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::Runtime;
 use crate::auth::{Scope, generate_key};
 use crate::error::ApiError;
-use crate::Runtime;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -69,10 +69,7 @@ fn check_name(field: &'static str, value: &str) -> Result<()> {
 fn check_instructions(field: &'static str, value: &str) -> Result<()> {
     let n = value.chars().count();
     if n > MAX_INSTRUCTIONS_CHARS {
-        return Err(ApiError::invalid(
-            field,
-            format!("must be at most {MAX_INSTRUCTIONS_CHARS} characters (got {n})"),
-        ));
+        return Err(ApiError::invalid(field, format!("must be at most {MAX_INSTRUCTIONS_CHARS} characters (got {n})")));
     }
     Ok(())
 }
@@ -114,7 +111,7 @@ fn check_optional_contact(field: &'static str, value: &Option<String>) -> Result
 enum Delivery<T> {
     Done(T),
     /// The room is over (no actor); here is its stored state.
-    Ended(Room),
+    Ended(Box<Room>),
 }
 
 impl Api {
@@ -328,10 +325,10 @@ impl Api {
             }
             (Scope::Admin, None) => {}
         }
-        if let (Some(a), Some(b)) = (filter.created_from_ms, filter.created_to_ms) {
-            if a > b {
-                return Err(ApiError::invalid("created_after", "must not be after created_before"));
-            }
+        if let (Some(a), Some(b)) = (filter.created_from_ms, filter.created_to_ms)
+            && a > b
+        {
+            return Err(ApiError::invalid("created_after", "must not be after created_before"));
         }
         Ok(self.rt.store().list_rooms(filter, page).await?)
     }
@@ -348,9 +345,7 @@ impl Api {
         self.visible_room(id).await?;
         match self.call_room(id, false, |reply| RoomMsg::End { reply }).await? {
             Delivery::Done(v) => self.details(v).await,
-            Delivery::Ended(room) => {
-                Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Completed })
-            }
+            Delivery::Ended(room) => Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Completed }),
         }
     }
 
@@ -363,9 +358,7 @@ impl Api {
         let reason = reason.to_string();
         match self.call_room(id, false, move |reply| RoomMsg::Cancel { reason: reason.clone(), reply }).await? {
             Delivery::Done(v) => self.details(v).await,
-            Delivery::Ended(room) => {
-                Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Cancelled })
-            }
+            Delivery::Ended(room) => Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Cancelled }),
         }
     }
 
@@ -397,9 +390,10 @@ impl Api {
     #[doc(hidden)]
     pub async fn inject_room_panic(&self, id: &str) -> Result<()> {
         self.require_admin("fault injection")?;
-        let actor = self.ensure_room(id).await?.ok_or_else(|| {
-            ApiError::FailedPrecondition(format!("room `{id}` is over and has no actor"))
-        })?;
+        let actor = self
+            .ensure_room(id)
+            .await?
+            .ok_or_else(|| ApiError::FailedPrecondition(format!("room `{id}` is over and has no actor")))?;
         actor.cast(RoomMsg::InjectPanic).map_err(|e| ApiError::Unavailable(e.to_string()))
     }
 
@@ -435,7 +429,7 @@ impl Api {
             }
             let actor = match self.ensure_room(id).await {
                 Ok(Some(a)) => a,
-                Ok(None) => return Ok(Delivery::Ended(self.rt.store().get_room(id).await?)),
+                Ok(None) => return Ok(Delivery::Ended(Box::new(self.rt.store().get_room(id).await?))),
                 Err(ApiError::Unavailable(_)) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -457,7 +451,7 @@ impl Api {
                 Ok(CallResult::SenderError) => {
                     let room = self.rt.store().get_room(id).await?;
                     if room.status.is_terminal() {
-                        return Ok(Delivery::Ended(room));
+                        return Ok(Delivery::Ended(Box::new(room)));
                     }
                     if !idempotent {
                         return Err(ApiError::Unavailable(format!(

@@ -11,8 +11,8 @@ use huddle_core::{ApiKey, new_id, now_ms};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
 use crate::Runtime;
+use crate::error::ApiError;
 
 /// What a caller may see and do.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -92,10 +92,10 @@ impl Authenticator {
         if constant_time_eq(hash.as_bytes(), self.admin_key_hash.as_bytes()) {
             return Ok(Scope::Admin);
         }
-        if let Some(hit) = self.cache.get(&hash) {
-            if hit.1.elapsed() < self.ttl {
-                return Ok(hit.0.clone());
-            }
+        if let Some(hit) = self.cache.get(&hash)
+            && hit.1.elapsed() < self.ttl
+        {
+            return Ok(hit.0.clone());
         }
         match rt.store().find_api_key(&hash).await {
             Ok(key) => {

@@ -22,7 +22,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration of a huddle node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -86,17 +86,6 @@ pub struct LogConfig {
     pub filter: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            rooms: RoomsConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -156,10 +145,10 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if let Some(k) = &self.server.admin_key {
-            if k.len() < 16 {
-                return invalid("server.admin_key must be at least 16 characters long");
-            }
+        if let Some(k) = &self.server.admin_key
+            && k.len() < 16
+        {
+            return invalid("server.admin_key must be at least 16 characters long");
         }
         if !(self.database.url.starts_with("sqlite:")
             || self.database.url.starts_with("postgres://")

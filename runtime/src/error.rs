@@ -62,11 +62,13 @@ impl From<RoomError> for ApiError {
         match e {
             RoomError::NotFound { what, id } => ApiError::NotFound { what, id },
             RoomError::InvalidTransition { from, to } => ApiError::InvalidTransition { from, to },
-            e @ (RoomError::Ended { .. }
-            | RoomError::EntityInactive { .. }
-            | RoomError::AlreadyLeft { .. }) => ApiError::FailedPrecondition(e.to_string()),
+            e @ (RoomError::Ended { .. } | RoomError::EntityInactive { .. } | RoomError::AlreadyLeft { .. }) => {
+                ApiError::FailedPrecondition(e.to_string())
+            }
             e @ RoomError::Full { .. } => ApiError::ResourceExhausted(e.to_string()),
-            RoomError::AlreadyJoined { identity } => ApiError::AlreadyExists { what: "participant identity", value: identity },
+            RoomError::AlreadyJoined { identity } => {
+                ApiError::AlreadyExists { what: "participant identity", value: identity }
+            }
             e @ RoomError::Conflict { .. } => ApiError::Aborted(e.to_string()),
             e @ (RoomError::Restarting { .. } | RoomError::Unavailable(_) | RoomError::ShuttingDown) => {
                 ApiError::Unavailable(e.to_string())
@@ -86,9 +88,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::AlreadyExists { .. } => Status::already_exists(msg),
             ApiError::Unauthenticated => Status::unauthenticated(msg),
             ApiError::PermissionDenied(_) => Status::permission_denied(msg),
-            ApiError::InvalidTransition { .. } | ApiError::FailedPrecondition(_) => {
-                Status::failed_precondition(msg)
-            }
+            ApiError::InvalidTransition { .. } | ApiError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ApiError::ResourceExhausted(_) => Status::resource_exhausted(msg),
             ApiError::Aborted(_) => Status::aborted(msg),
             ApiError::Unavailable(_) => Status::unavailable(msg),

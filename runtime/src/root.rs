@@ -50,8 +50,7 @@ impl RootState {
             backoff_max: a.backoff_max,
             idle_timeout: a.idle_timeout,
         };
-        Actor::spawn_linked(Some(room_supervisor_name(&a.namespace)), RoomSupervisor, args, myself.get_cell())
-            .await?;
+        Actor::spawn_linked(Some(room_supervisor_name(&a.namespace)), RoomSupervisor, args, myself.get_cell()).await?;
         Ok(())
     }
 }
@@ -73,14 +72,14 @@ impl Actor for RootActor {
         event: SupervisionEvent,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, err) = event {
-            if cell.get_name() == Some(room_supervisor_name(&state.args.namespace)) {
-                state.supervisor_restarts += 1;
-                metrics::counter!("huddle_supervisor_restarts_total").increment(1);
-                error!(error = %err, restarts = state.supervisor_restarts, "room supervisor failed; restarting it");
-                tokio::time::sleep(state.args.backoff_base.min(Duration::from_secs(1))).await;
-                state.spawn_rooms(&myself).await?;
-            }
+        if let SupervisionEvent::ActorFailed(cell, err) = event
+            && cell.get_name() == Some(room_supervisor_name(&state.args.namespace))
+        {
+            state.supervisor_restarts += 1;
+            metrics::counter!("huddle_supervisor_restarts_total").increment(1);
+            error!(error = %err, restarts = state.supervisor_restarts, "room supervisor failed; restarting it");
+            tokio::time::sleep(state.args.backoff_base.min(Duration::from_secs(1))).await;
+            state.spawn_rooms(&myself).await?;
         }
         Ok(())
     }

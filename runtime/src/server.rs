@@ -147,9 +147,7 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(
-                EntitiesServer::new(services.entities())
-                    .max_decoding_message_size(max)
-                    .max_encoding_message_size(max),
+                EntitiesServer::new(services.entities()).max_decoding_message_size(max).max_encoding_message_size(max),
             )
             .add_service(
                 RoomsServer::new(services.rooms()).max_decoding_message_size(max).max_encoding_message_size(max),

@@ -1,8 +1,8 @@
 //! `huddle.v1.Entities`.
 
 use huddle_core::{NewDepartment, NewEntity};
-use huddle_proto::v1::{self, entities_server::Entities};
 use huddle_proto::conversions::ts;
+use huddle_proto::v1::{self, entities_server::Entities};
 use huddle_storage::{DepartmentUpdate, EntityUpdate, PageRequest};
 use tonic::{Request, Response, Status};
 
@@ -63,10 +63,7 @@ impl Entities for EntitiesService {
         Ok(Response::new(api.create_department(new).await?.into()))
     }
 
-    async fn list_departments(
-        &self,
-        req: Request<v1::ListDepartmentsRequest>,
-    ) -> Reply<v1::ListDepartmentsResponse> {
+    async fn list_departments(&self, req: Request<v1::ListDepartmentsRequest>) -> Reply<v1::ListDepartmentsResponse> {
         let api = self.0.api(&req).await?;
         let list = api.list_departments(&req.into_inner().entity_id).await?;
         Ok(Response::new(v1::ListDepartmentsResponse { departments: list.into_iter().map(Into::into).collect() }))

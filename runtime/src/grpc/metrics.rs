@@ -59,12 +59,7 @@ where
         Box::pin(async move {
             let res = fut.await;
             let code = match &res {
-                Ok(resp) => resp
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_string(),
+                Ok(resp) => resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0").to_string(),
                 Err(_) => "transport".to_string(),
             };
             metrics::histogram!("huddle_grpc_request_duration_seconds", "method" => method.clone())

@@ -110,7 +110,8 @@ async fn auth_scoping_and_status_codes() {
     assert_eq!(listed.rooms.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![ra.id.clone()]);
 
     // bad input names the field; lifecycle errors name both states
-    let err = rooms.create_room(authed(v1::CreateRoomRequest { entity_id: a.id.clone(), ..Default::default() }, ADMIN))
+    let err = rooms
+        .create_room(authed(v1::CreateRoomRequest { entity_id: a.id.clone(), ..Default::default() }, ADMIN))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -127,7 +128,10 @@ async fn auth_scoping_and_status_codes() {
 
     // cap: RESOURCE_EXHAUSTED
     let small = ents
-        .create_entity(authed(v1::CreateEntityRequest { name: "S".into(), max_participants: Some(1), ..Default::default() }, ADMIN))
+        .create_entity(authed(
+            v1::CreateEntityRequest { name: "S".into(), max_participants: Some(1), ..Default::default() },
+            ADMIN,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -175,7 +179,8 @@ async fn watch_room_over_grpc_starts_with_a_snapshot() {
         .await
         .unwrap()
         .into_inner();
-    let mut stream = rooms.watch_room(authed(v1::WatchRoomRequest { id: r.id.clone() }, ADMIN)).await.unwrap().into_inner();
+    let mut stream =
+        rooms.watch_room(authed(v1::WatchRoomRequest { id: r.id.clone() }, ADMIN)).await.unwrap().into_inner();
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(first.r#type, "snapshot");
     assert_eq!(first.snapshot.unwrap().id, r.id);
@@ -201,14 +206,18 @@ async fn health_and_reflection_v1_and_v1alpha() {
     }
 
     {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
         use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
         let mut c = ServerReflectionClient::new(ch.clone());
-        let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
         let mut resp = c.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
-        let Some(MessageResponse::ListServicesResponse(list)) = resp.next().await.unwrap().unwrap().message_response else {
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.next().await.unwrap().unwrap().message_response
+        else {
             panic!("expected a service list")
         };
         let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
@@ -217,17 +226,18 @@ async fn health_and_reflection_v1_and_v1alpha() {
         }
     }
     {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
         use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
         let mut c = ServerReflectionClient::new(ch);
         let req = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::FileContainingSymbol("huddle.v1.Rooms".into())),
         };
         let mut resp = c.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
-        let Some(MessageResponse::FileDescriptorResponse(files)) = resp.next().await.unwrap().unwrap().message_response else {
+        let Some(MessageResponse::FileDescriptorResponse(files)) = resp.next().await.unwrap().unwrap().message_response
+        else {
             panic!("expected file descriptors")
         };
         assert!(!files.file_descriptor_proto.is_empty());

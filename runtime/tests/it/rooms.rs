@@ -125,7 +125,11 @@ async fn effective_instructions_join_entity_department_room() {
     assert_eq!(r.effective_instructions, "Be brief.\n\nTrack pricing questions.\n\nFocus on Q3.");
     // instructions over 8,000 characters are refused, naming the field
     let err = api
-        .create_department(NewDepartment { entity_id: e.id.clone(), name: "Ops".into(), instructions: "x".repeat(8_001) })
+        .create_department(NewDepartment {
+            entity_id: e.id.clone(),
+            name: "Ops".into(),
+            instructions: "x".repeat(8_001),
+        })
         .await
         .unwrap_err();
     assert!(matches!(err, ApiError::InvalidArgument { field: "instructions", .. }), "{err}");
@@ -143,7 +147,12 @@ async fn room_cap_never_exceeds_entity_cap() {
     let api = f.rt.admin();
     let e = entity(&api, "Small", Some(2)).await;
     let err = api
-        .create_room(NewRoom { entity_id: e.id.clone(), title: "Big".into(), max_participants: 5, ..Default::default() })
+        .create_room(NewRoom {
+            entity_id: e.id.clone(),
+            title: "Big".into(),
+            max_participants: 5,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert!(matches!(err, ApiError::InvalidArgument { field: "max_participants", .. }));

@@ -29,8 +29,7 @@ async fn panic_restarts_room_from_persisted_state(f: Fixture) {
     assert_eq!(ev.kind, "restarted");
     assert_eq!(ev.seq, before.view.room.event_seq + 1);
     assert!(ev.data["reason"].as_str().unwrap().contains("injected panic"), "{}", ev.data);
-    eventually("restart counted", || async { f.rt.stats().await.unwrap().restarts_total == restarts_before + 1 })
-        .await;
+    eventually("restart counted", || async { f.rt.stats().await.unwrap().restarts_total == restarts_before + 1 }).await;
 
     // everything acknowledged before the panic is still there
     let after = api.get_room(&id).await.unwrap();
