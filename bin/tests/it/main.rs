@@ -1,0 +1,17 @@
+//! Integration tests of the `huddle` binary: each test runs the real
+//! `huddle serve` as a child process on free ports with its own SQLite file,
+//! and talks to it with the `huddle` CLI, a tonic client, raw HTTP, or
+//! Python grpcio.
+//!
+//! # Layout
+//! - `common`: fixtures (data directory, server process, CLI runs)
+//! - `cli`: the client commands end to end
+//! - `durability`: acknowledged writes survive `kill -9`
+//! - `serve`: config layering, bad config, SIGTERM/SIGINT, `/healthz` and `/metrics`
+//! - `foreign`: a Python grpcio client that knows huddle only through reflection
+
+mod cli;
+mod common;
+mod durability;
+mod foreign;
+mod serve;
