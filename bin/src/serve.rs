@@ -68,7 +68,9 @@ pub fn main(args: ServeArgs) -> ExitCode {
     let config = match build_config(&args) {
         Ok(c) => c,
         Err(e) => {
-            crate::print_error(&format!("{e:#}"));
+            // The runtime's errors already carry their causes in their
+            // messages; `{:#}` would print each cause twice.
+            crate::print_error(&e.to_string());
             return ExitCode::from(2);
         }
     };
@@ -90,7 +92,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
                 Some(huddle_runtime::RuntimeError::Config(_)) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             };
-            crate::print_error(&format!("{e:#}"));
+            crate::print_error(&e.to_string());
             code
         }
     }
