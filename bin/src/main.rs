@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - `serve`: `huddle serve`, config layering, signals
+//! - `models`: `huddle models fetch|list` (local, no server)
 //! - `client`: connection, API key, error reporting; `client/entity.rs`,
 //!   `client/room.rs` hold the subcommands, `client/output.rs` the tables
 //!   and JSON lines
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod client;
+mod models;
 mod serve;
 
 const LONG_ABOUT: &str = "\
@@ -63,6 +65,8 @@ enum Command {
     Department(client::entity::DepartmentArgs),
     /// Create, run, join and watch meeting rooms.
     Room(client::room::RoomArgs),
+    /// Install and list local model weights (Whisper); no server needed.
+    Models(models::ModelsArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Entity(args) => client::main(&args.conn, client::Op::Entity(args.command)),
         Command::Department(args) => client::main(&args.conn, client::Op::Department(args.command)),
         Command::Room(args) => client::main(&args.conn, client::Op::Room(args.command)),
+        Command::Models(args) => models::main(args),
     }
 }
 

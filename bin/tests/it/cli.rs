@@ -197,3 +197,27 @@ fn help_explains_commands() {
         assert!(serve.ok().contains(want), "`{want}` missing from serve --help:\n{}", serve.stdout);
     }
 }
+
+#[test]
+fn models_commands_run_locally_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_huddle"))
+            .args(args)
+            .arg("--models-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["models", "list"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no models installed"));
+    let out = run(&["models", "list", "--json"]);
+    assert!(out.status.success() && out.stdout.is_empty());
+    let out = run(&["models", "fetch", "--whisper", "large"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected tiny.en or base"));
+    let out = run(&["models", "fetch", "--quantize", "q4"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected f16 or q8_0"));
+}
