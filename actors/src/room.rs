@@ -7,7 +7,6 @@
 //! can rebuild the room from storage.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use huddle_core::time::Millis;
 use huddle_core::{NewParticipant, Participant, Room, RoomEvent, RoomStatus, new_id, now_ms};
@@ -91,8 +90,9 @@ pub struct RoomState {
     hub: RoomHub,
     /// Messages handled, for the throughput benchmark and diagnostics.
     handled: u64,
-    /// When the last request (anything but a passivation check) arrived.
-    last_activity: Instant,
+    /// Whether a request (anything but a passivation check) arrived since
+    /// the last check. A flag, not a clock read, to keep the hot path cheap.
+    touched: bool,
 }
 
 /// Messages a room actor understands.
@@ -130,12 +130,10 @@ pub enum RoomMsg {
     },
     /// Fault injection for supervision tests: the handler panics.
     InjectPanic,
-    /// Sent by the supervisor's sweep: if no request arrived for `idle_for`,
-    /// the actor finishes its queue and stops. The room stays as it is in
-    /// storage; the next request spawns a fresh actor.
-    PassivateIfIdle {
-        idle_for: Duration,
-    },
+    /// Sent by the supervisor's periodic sweep: if no request arrived since
+    /// the previous sweep, the actor finishes its queue and stops. The room
+    /// stays as it is in storage; the next request spawns a fresh actor.
+    PassivateIfIdle,
 }
 
 /// A planned change: a copy of the room, touched participants, new events.
@@ -210,15 +208,7 @@ impl Draft {
 impl RoomState {
     fn new(view: RoomView, store: DynStore, hub: RoomHub) -> Self {
         let by_id = view.participants.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
-        RoomState {
-            room: view.room,
-            participants: view.participants,
-            by_id,
-            store,
-            hub,
-            handled: 0,
-            last_activity: Instant::now(),
-        }
+        RoomState { room: view.room, participants: view.participants, by_id, store, hub, handled: 0, touched: true }
     }
 
     fn view(&self) -> RoomView {
@@ -387,13 +377,13 @@ impl Actor for RoomActor {
         state: &mut Self::State,
     ) -> std::result::Result<(), ActorProcessingErr> {
         state.handled += 1;
-        if !matches!(msg, RoomMsg::PassivateIfIdle { .. }) {
-            state.last_activity = Instant::now();
+        if !matches!(msg, RoomMsg::PassivateIfIdle) {
+            state.touched = true;
         }
         match msg {
             RoomMsg::Ping => {}
-            RoomMsg::PassivateIfIdle { idle_for } => {
-                if state.last_activity.elapsed() >= idle_for {
+            RoomMsg::PassivateIfIdle => {
+                if !std::mem::replace(&mut state.touched, false) {
                     debug!(room_id = %state.room.id, "passivating idle room");
                     // drain, not stop: anything already queued is still handled
                     let _ = myself.drain();
@@ -406,10 +396,10 @@ impl Actor for RoomActor {
                 let _ = reply.send(state.view());
             }
             RoomMsg::Start { reply } => {
-                let _ = reply.send(state.transition(RoomStatus::Active, None).await);
+                let _ = reply.send(Box::pin(state.transition(RoomStatus::Active, None)).await);
             }
             RoomMsg::End { reply } => {
-                let r = state.transition(RoomStatus::Completed, None).await;
+                let r = Box::pin(state.transition(RoomStatus::Completed, None)).await;
                 let ended = r.is_ok();
                 let _ = reply.send(r);
                 if ended {
@@ -420,7 +410,7 @@ impl Actor for RoomActor {
                 }
             }
             RoomMsg::Cancel { reason, reply } => {
-                let r = state.transition(RoomStatus::Cancelled, Some(reason)).await;
+                let r = Box::pin(state.transition(RoomStatus::Cancelled, Some(reason))).await;
                 let ended = r.is_ok();
                 let _ = reply.send(r);
                 if ended {
@@ -429,10 +419,10 @@ impl Actor for RoomActor {
                 }
             }
             RoomMsg::Join { participant, reply } => {
-                let _ = reply.send(state.join(participant).await);
+                let _ = reply.send(Box::pin(state.join(participant)).await);
             }
             RoomMsg::Leave { participant_id, reply } => {
-                let _ = reply.send(state.leave(participant_id).await);
+                let _ = reply.send(Box::pin(state.leave(participant_id)).await);
             }
             RoomMsg::InjectPanic => {
                 panic!("injected panic in room {}", state.room.id);

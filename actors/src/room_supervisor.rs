@@ -8,8 +8,9 @@
 //! `restarted` event that watchers receive. Restarts are counted in the
 //! `huddle_room_restarts_total` metric.
 //!
-//! Idle rooms are passivated: a periodic sweep asks every room actor that has
-//! had no request for `idle_timeout` to finish its queue and stop. Its room
+//! Idle rooms are passivated: a sweep every `idle_timeout` asks each room
+//! actor that had no request since the previous sweep to finish its queue and
+//! stop (so a room goes after between one and two `idle_timeout`s of quiet). Its room
 //! stays SCHEDULED or ACTIVE in storage and its watchers stay subscribed (the
 //! hub outlives actors); the next request spawns it again.
 
@@ -190,7 +191,7 @@ impl Actor for RoomSupervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         if !args.idle_timeout.is_zero() {
             // One ticker for all rooms; it ends when the supervisor is gone.
-            let period = (args.idle_timeout / 4).max(Duration::from_millis(10));
+            let period = args.idle_timeout.max(Duration::from_millis(10));
             let me = myself.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(period);
@@ -249,9 +250,8 @@ impl Actor for RoomSupervisor {
             }
             RoomSupervisorMsg::Sweep => {
                 if !state.draining {
-                    let idle_for = state.args.idle_timeout;
                     for child in myself.get_children() {
-                        let _ = ActorRef::<RoomMsg>::from(child).cast(RoomMsg::PassivateIfIdle { idle_for });
+                        let _ = ActorRef::<RoomMsg>::from(child).cast(RoomMsg::PassivateIfIdle);
                     }
                 }
             }

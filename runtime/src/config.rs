@@ -69,10 +69,12 @@ pub struct RoomsConfig {
     pub restart_backoff_base_ms: u64,
     pub restart_backoff_max_ms: u64,
     /// Capacity of each room's watcher channel; slower watchers catch up
-    /// from the stored event log.
+    /// from the stored event log. The channel is allocated up front (about
+    /// 120 bytes a slot), so keep it small.
     pub watch_buffer: usize,
-    /// A room actor with no request for this long is passivated (stopped;
-    /// it respawns from storage on the next request). 0 keeps actors alive.
+    /// A room actor with no request for between this long and twice this
+    /// long is passivated (stopped; it respawns from storage on the next
+    /// request). 0 keeps actors alive.
     pub idle_timeout_ms: u64,
 }
 
@@ -111,7 +113,7 @@ impl Default for RoomsConfig {
             drain_timeout_ms: 5_000,
             restart_backoff_base_ms: 100,
             restart_backoff_max_ms: 10_000,
-            watch_buffer: 1024,
+            watch_buffer: 64,
             idle_timeout_ms: 300_000,
         }
     }
