@@ -1,1 +1,188 @@
-fn main() {}
+//! `huddle-bench`: huddle's end-to-end benchmarks. See `huddle-bench --help`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use huddle_benches::actors::{self, ActorsOpts, ProbeKind, ProbeOpts};
+use huddle_benches::alloc::CountingAlloc;
+use huddle_benches::grpc::{self, GrpcOpts};
+use huddle_benches::report::Reporter;
+use huddle_benches::serve;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const ABOUT: &str = "huddle's end-to-end benchmarks";
+
+const LONG_ABOUT: &str = "huddle's end-to-end benchmarks.
+
+Each bench prints one line per measurement: aligned text by default, or with
+--json one JSON object per line ({\"bench\",\"metric\",\"value\",\"unit\",...}).
+The first line describes the machine (nproc, CPU model, memory); the last line
+is a summary {\"bench\",\"metric\",\"huddle\",\"peer\",\"peer_value\",\"ratio\"} where
+ratio > 1 means huddle is ahead. Targets are reported as `target` and
+`meets_target`, never asserted. Build with --release; each bench takes well
+under 90 s on 2 cores.
+
+  actors   one RoomActor: cast throughput (target >= 3M msg/s, peer: tokio mpsc),
+           call! latency in-runtime and cross-thread, spawn cost (target <= 5 us)
+           and memory per idle room (target <= 4 KB) with 10,000 rooms live
+  grpc     GetRoom closed loop (peer: tonic + DashMap), GetRoom open loop at
+           10k req/s (target p99 <= 2 ms), JoinRoom closed loop (durable writes),
+           each against a huddle node as is and one with TCP_NODELAY";
+
+const ACTORS_ABOUT: &str = "One RoomActor in isolation, without gRPC or storage work in the hot path.
+
+- cast_throughput: RoomMsg::Ping cast N times from a task inside the tokio
+  runtime into one RoomActor (preloaded view, SQLite in-memory store), then one
+  call! of RoomMsg::Handled to sync. Median of --runs. Target >= 3,000,000 msg/s.
+  Peer: a bare tokio unbounded mpsc into a counting task (tokio_mpsc_cast_throughput).
+  *_current_thread: both again on a current_thread runtime.
+- call_in_runtime_{p50,p99,p999}: RoomMsg::Get round trips with call! from a
+  task inside the runtime; call_cross_thread_*: the same from a plain OS thread,
+  one Handle::block_on per call (every round trip crosses threads);
+  tokio_mpsc_call_in_runtime_*: the same reply through a bare mpsc + oneshot.
+- spawn_us / idle_room_rss_bytes / idle_room_heap_bytes: spawning --rooms
+  RoomActors (preloaded realistic view, no participants) after --warmup-rooms,
+  all kept live. Targets: <= 5 us per spawn, <= 4096 bytes per idle room.
+  Each kind runs in a fresh child process (RSS growth, then heap bytes from a
+  counting allocator). Compared with: a named RoomActor (registry entry, as the
+  supervisor spawns it), an empty ractor actor, and a bare tokio task owning an
+  mpsc receiver.
+- passivated_watched_room_*: a room with no actor that is being watched costs a
+  RoomHub entry: RoomHub::subscribe for --rooms ids, receivers held (default
+  watch buffer, and 16 for comparison).
+- size_of_*: the types and futures a live room is made of.
+
+Summary: cast_throughput against tokio-mpsc.";
+
+const GRPC_ABOUT: &str = "GetRoom and JoinRoom over loopback HTTP/2 against a huddle node.
+
+The node (huddle_runtime::server::Server, default config, SQLite file in a temp
+dir, synchronous=FULL) and the peer (a minimal tonic server of huddle.v1.Rooms
+whose GetRoom answers from a DashMap; everything else UNIMPLEMENTED) run as
+separate processes: this binary re-executed with hidden subcommands. Setup:
+one entity (max_participants 10000) and --rooms started rooms.
+
+- inprocess_*: GetRoom's work without gRPC, in this process: Api::get_room on
+  an embedded runtime with a SQLite file, and the two store reads it makes.
+- getroom_closed_loop_{rps,p50,p99}: --connections channels, --in-flight
+  requests in flight in total, --secs measured after --warmup-secs.
+- peer_getroom_closed_loop_*: the same against the peer.
+- getroom_open_loop_*: --rate req/s paced by a dedicated OS thread sending
+  tickets; latency from the scheduled time (p50/p99/p999) and from the actual
+  send (_sent_*). Target: p99 <= 2 ms at 10,000 req/s. Also against the peer.
+- joinroom_closed_loop_*: each request joins a fresh identity into the next
+  room round-robin, --join-in-flight in flight; every join is a durable write.
+- nodelay_node_*: the same loops against a second node built from the same
+  Runtime and grpc::Services, served by tonic with TCP_NODELAY on accepted
+  sockets (Server::run serves a TcpListenerStream, for which tonic leaves
+  Nagle's algorithm on). The difference is what setting TCP_NODELAY buys.
+- Open loops drop a ticket (counted as `dropped`) when half a second's worth
+  of requests is already outstanding, so an overloaded server ends the run.
+
+Summary: getroom_closed_loop_rps against tonic-dashmap.";
+
+#[derive(Parser)]
+#[command(name = "huddle-bench", about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    /// Print one JSON object per line instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One RoomActor: cast throughput, call latency, spawn cost, memory per room.
+    #[command(long_about = ACTORS_ABOUT)]
+    Actors {
+        /// Casts per throughput run.
+        #[arg(long, default_value_t = 2_000_000)]
+        messages: u64,
+        /// Throughput runs; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// call! round trips per latency measurement.
+        #[arg(long, default_value_t = 100_000)]
+        calls: u32,
+        /// Live rooms (or tasks, or watched ids) for spawn and memory.
+        #[arg(long, default_value_t = 10_000)]
+        rooms: usize,
+        /// Spawned and kept before the memory baseline.
+        #[arg(long, default_value_t = 1_000)]
+        warmup_rooms: usize,
+    },
+    /// GetRoom / JoinRoom over loopback against a huddle node and a tonic + DashMap peer.
+    #[command(long_about = GRPC_ABOUT)]
+    Grpc {
+        /// Measured seconds per loop.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Unmeasured warm-up seconds before each loop.
+        #[arg(long, default_value_t = 1.0)]
+        warmup_secs: f64,
+        /// Open-loop GetRoom rate (requests/s).
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Rooms created and started on the node.
+        #[arg(long, default_value_t = 200)]
+        rooms: usize,
+        /// HTTP/2 connections per server.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// GetRoom closed loop: requests in flight in total.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// JoinRoom closed loop: requests in flight in total.
+        #[arg(long, default_value_t = 32)]
+        join_in_flight: usize,
+    },
+    /// Child process: a huddle node; prints `READY <grpc_addr>`, stops when stdin closes.
+    #[command(hide = true)]
+    ServeNode {
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        admin_key: String,
+        /// Serve the same services with TCP_NODELAY on accepted sockets instead of `Server`.
+        #[arg(long)]
+        nodelay: bool,
+    },
+    /// Child process: the tonic + DashMap peer; prints `READY <addr>`, stops when stdin closes.
+    #[command(hide = true)]
+    ServePeer {
+        #[arg(long, default_value_t = 200)]
+        rooms: usize,
+    },
+    /// Child process: spawns one kind of thing, prints its cost as one JSON line.
+    #[command(hide = true)]
+    MemProbe {
+        #[arg(long, value_enum)]
+        kind: ProbeKind,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        #[arg(long, default_value_t = 1_000)]
+        warmup: usize,
+        #[arg(long)]
+        heap: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rep = Reporter::new(cli.json);
+    match cli.cmd {
+        Cmd::Actors { messages, runs, calls, rooms, warmup_rooms } => {
+            rep.machine();
+            actors::run(&ActorsOpts { messages, runs, calls, rooms, warmup_rooms }, &rep)
+        }
+        Cmd::Grpc { secs, warmup_secs, rate, rooms, connections, in_flight, join_in_flight } => {
+            rep.machine();
+            grpc::run(&GrpcOpts { secs, warmup_secs, rate, rooms, connections, in_flight, join_in_flight }, &rep)
+        }
+        Cmd::ServeNode { database, admin_key, nodelay } => serve::serve_node(&database, &admin_key, nodelay),
+        Cmd::ServePeer { rooms } => serve::serve_peer(rooms),
+        Cmd::MemProbe { kind, count, warmup, heap } => actors::probe(&ProbeOpts { kind, count, warmup, heap }),
+    }
+}
