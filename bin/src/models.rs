@@ -60,12 +60,8 @@ fn run(args: ModelsArgs) -> anyhow::Result<()> {
         ModelsCommand::List => {
             let installed = fetch::list_installed(&dir)?;
             if args.json {
-                for m in installed {
-                    let line = serde_json::json!({
-                        "model": m.model.as_str(), "quant": m.quant.as_str(),
-                        "path": m.path, "bytes": m.bytes, "sha256": m.sha256,
-                    });
-                    println!("{line}");
+                for m in &installed {
+                    println!("{}", model_json(m));
                 }
             } else if installed.is_empty() {
                 println!("no models installed in {} (run `huddle models fetch`)", dir.display());
@@ -111,11 +107,7 @@ fn run(args: ModelsArgs) -> anyhow::Result<()> {
             bar.finish_and_clear();
             let m = installed?;
             if args.json {
-                let line = serde_json::json!({
-                    "model": m.model.as_str(), "quant": m.quant.as_str(),
-                    "path": m.path, "bytes": m.bytes, "sha256": m.sha256,
-                });
-                println!("{line}");
+                println!("{}", model_json(&m));
             } else {
                 println!(
                     "installed {} {} ({:.1} MB, sha256 {}) at {}",
@@ -129,4 +121,12 @@ fn run(args: ModelsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One installed model as a JSON line.
+fn model_json(m: &fetch::InstalledModel) -> serde_json::Value {
+    serde_json::json!({
+        "model": m.model.as_str(), "quant": m.quant.as_str(),
+        "path": m.path, "bytes": m.bytes, "sha256": m.sha256,
+    })
 }
