@@ -4,11 +4,8 @@
 //!
 //! Servers are separate processes (the bench binary re-executed with
 //! `serve-node` / `serve-peer`); client and servers share the machine's
-//! cores. Two nodes run: `huddle_runtime::server::Server` as it is, and the
-//! same runtime and services accepting with `TCP_NODELAY` (metrics prefixed
-//! `nodelay_node_`), because `Server` leaves Nagle's algorithm on. Before
-//! the network loops, GetRoom's work is timed in this process without gRPC
-//! (`inprocess_*`). Closed loops keep a fixed number of requests in flight; the open
+//! cores. Before the network loops, GetRoom's work is timed in this process
+//! without gRPC (`inprocess_*`), to tell the runtime's share from gRPC's. Closed loops keep a fixed number of requests in flight; the open
 //! loop is paced by a dedicated OS thread that sends request tickets on a
 //! channel, and latency is measured both from each ticket's scheduled time
 //! (no coordinated omission) and from the moment the request was sent.
@@ -506,7 +503,7 @@ async fn in_process(rep: &Reporter, rooms: usize, secs: Duration) -> Result<()> 
 
 /// One server under test: its process, connections and rooms.
 struct Target {
-    /// Metric prefix: "", "nodelay_node_" or "peer_".
+    /// Metric prefix: "" for the node, "peer_" for the peer.
     prefix: &'static str,
     /// `server` or `peer` field of its measurements.
     label: (&'static str, &'static str),
@@ -532,25 +529,16 @@ async fn run_async(opts: &GrpcOpts, rep: &Reporter) -> Result<()> {
     rep.progress("GetRoom's work in process: Api::get_room and its store reads");
     in_process(rep, opts.rooms, secs.min(Duration::from_secs(2))).await?;
 
-    rep.progress("starting two huddle nodes (Server as is; same services accepting with TCP_NODELAY) and the peer");
-    let db = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
-    let (node_db, fast_db, rooms) = (db("bench.db"), db("bench-nodelay.db"), opts.rooms.to_string());
+    rep.progress("starting the huddle node and the tonic-dashmap peer");
+    let node_db = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let rooms = opts.rooms.to_string();
     let node =
         ServerProc::start("serve-node", &["serve-node", "--database", &node_db, "--admin-key", &admin_key]).await?;
-    let fast = ServerProc::start(
-        "serve-node --nodelay",
-        &["serve-node", "--nodelay", "--database", &fast_db, "--admin-key", &admin_key],
-    )
-    .await?;
     let peer = ServerProc::start("serve-peer", &["serve-peer", "--rooms", &rooms]).await?;
 
-    rep.progress(&format!("setup: one entity (max_participants 10000) and {} started rooms per node", opts.rooms));
+    rep.progress(&format!("setup: one entity (max_participants 10000) and {} started rooms", opts.rooms));
     let mut targets = Vec::new();
-    for (prefix, label, proc) in [
-        ("", ("server", "huddle-node"), node),
-        ("nodelay_node_", ("server", "huddle-node, TCP_NODELAY on accepted sockets"), fast),
-        ("peer_", ("peer", "tonic-dashmap"), peer),
-    ] {
+    for (prefix, label, proc) in [("", ("server", "huddle-node"), node), ("peer_", ("peer", "tonic-dashmap"), peer)] {
         let channels = connect(proc.addr, opts.connections).await?;
         let ids = if prefix == "peer_" {
             (0..opts.rooms).map(fixture::peer_room_id).collect()
@@ -629,7 +617,7 @@ async fn run_async(opts: &GrpcOpts, rep: &Reporter) -> Result<()> {
         "getroom_closed_loop_rps",
         closed_rps[0],
         "tonic-dashmap",
-        closed_rps[2],
+        closed_rps[1],
     ));
     Ok(())
 }

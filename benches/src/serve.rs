@@ -6,15 +6,12 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use dashmap::DashMap;
-use huddle_proto::v1::entities_server::EntitiesServer;
 use huddle_proto::v1::{self, rooms_server::Rooms, rooms_server::RoomsServer};
-use huddle_runtime::grpc::Services;
+use huddle_runtime::Config;
 use huddle_runtime::server::Server;
-use huddle_runtime::{Config, Runtime};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -41,17 +38,8 @@ fn ready(addr: std::net::SocketAddr) -> Result<()> {
 
 /// A huddle node: `huddle_runtime::server::Server` with default config,
 /// listeners on 127.0.0.1:0 and the given database and admin key.
-///
-/// With `nodelay`, the same runtime and gRPC services (`huddle.v1` Rooms and
-/// Entities, without health, reflection and HTTP) are served by a tonic
-/// server whose accepted sockets get `TCP_NODELAY`. `Server::run` serves a
-/// `TcpListenerStream`, and tonic ignores its own `tcp_nodelay` setting for
-/// streams it did not accept itself, so Nagle's algorithm stays on there.
-pub fn serve_node(database: &str, admin_key: &str, nodelay: bool) -> Result<()> {
+pub fn serve_node(database: &str, admin_key: &str) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    if nodelay {
-        return rt.block_on(serve_node_nodelay(database, admin_key));
-    }
     rt.block_on(async {
         let mut config = Config::default();
         config.server.listen = ([127, 0, 0, 1], 0).into();
@@ -65,29 +53,6 @@ pub fn serve_node(database: &str, admin_key: &str, nodelay: bool) -> Result<()> 
         server.run(shutdown).await?;
         Ok(())
     })
-}
-
-async fn serve_node_nodelay(database: &str, admin_key: &str) -> Result<()> {
-    let defaults = Config::default();
-    let runtime = Runtime::builder()
-        .database_url(database)
-        .rooms(defaults.rooms.clone())
-        .request_timeout(Duration::from_millis(defaults.server.request_timeout_ms))
-        .build()
-        .await?;
-    let services = Services::new(runtime.clone(), admin_key);
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    ready(listener.local_addr()?)?;
-    let shutdown = CancellationToken::new();
-    cancel_on_stdin_eof(shutdown.clone());
-    tonic::transport::Server::builder()
-        .timeout(Duration::from_millis(defaults.server.request_timeout_ms) * 2)
-        .add_service(EntitiesServer::new(services.entities()))
-        .add_service(RoomsServer::new(services.rooms()))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled_owned())
-        .await?;
-    runtime.shutdown().await;
-    Ok(())
 }
 
 /// The peer: `huddle.v1.Rooms` whose GetRoom answers from a DashMap of

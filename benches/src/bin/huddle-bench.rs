@@ -27,8 +27,8 @@ under 90 s on 2 cores.
            call! latency in-runtime and cross-thread, spawn cost (target <= 5 us)
            and memory per idle room (target <= 4 KB) with 10,000 rooms live
   grpc     GetRoom closed loop (peer: tonic + DashMap), GetRoom open loop at
-           10k req/s (target p99 <= 2 ms), JoinRoom closed loop (durable writes),
-           each against a huddle node as is and one with TCP_NODELAY";
+           10k req/s (target p99 <= 2 ms, also run against the peer), JoinRoom
+           closed loop (durable writes)";
 
 const ACTORS_ABOUT: &str = "One RoomActor in isolation, without gRPC or storage work in the hot path.
 
@@ -73,10 +73,6 @@ one entity (max_participants 10000) and --rooms started rooms.
   send (_sent_*). Target: p99 <= 2 ms at 10,000 req/s. Also against the peer.
 - joinroom_closed_loop_*: each request joins a fresh identity into the next
   room round-robin, --join-in-flight in flight; every join is a durable write.
-- nodelay_node_*: the same loops against a second node built from the same
-  Runtime and grpc::Services, served by tonic with TCP_NODELAY on accepted
-  sockets (Server::run serves a TcpListenerStream, for which tonic leaves
-  Nagle's algorithm on). The difference is what setting TCP_NODELAY buys.
 - Open loops drop a ticket (counted as `dropped`) when half a second's worth
   of requests is already outstanding, so an overloaded server ends the run.
 
@@ -145,9 +141,6 @@ enum Cmd {
         database: String,
         #[arg(long)]
         admin_key: String,
-        /// Serve the same services with TCP_NODELAY on accepted sockets instead of `Server`.
-        #[arg(long)]
-        nodelay: bool,
     },
     /// Child process: the tonic + DashMap peer; prints `READY <addr>`, stops when stdin closes.
     #[command(hide = true)]
@@ -181,7 +174,7 @@ fn main() -> Result<()> {
             rep.machine();
             grpc::run(&GrpcOpts { secs, warmup_secs, rate, rooms, connections, in_flight, join_in_flight }, &rep)
         }
-        Cmd::ServeNode { database, admin_key, nodelay } => serve::serve_node(&database, &admin_key, nodelay),
+        Cmd::ServeNode { database, admin_key } => serve::serve_node(&database, &admin_key),
         Cmd::ServePeer { rooms } => serve::serve_peer(rooms),
         Cmd::MemProbe { kind, count, warmup, heap } => actors::probe(&ProbeOpts { kind, count, warmup, heap }),
     }
