@@ -304,15 +304,22 @@ impl Api {
         self.details(RoomView { room, participants: vec![] }).await
     }
 
+    /// A live room is read from its actor (no storage read for the room
+    /// itself), any other from storage; either way the scope is checked on
+    /// the room that was read.
     pub async fn get_room(&self, id: &str) -> Result<RoomDetails> {
-        let stored = self.visible_room(id).await?;
-        let view = match find_room(self.rt.namespace(), id) {
-            Some(actor) => match ractor::call_t!(actor, |reply| RoomMsg::Get { reply }, 5_000) {
-                Ok(v) => v,
-                Err(_) => room::load(self.rt.store(), id).await?,
-            },
-            None => RoomView { participants: self.rt.store().list_participants(id).await?, room: stored },
+        check_id("room_id", id)?;
+        let live = match find_room(self.rt.namespace(), id) {
+            Some(actor) => ractor::call_t!(actor, |reply| RoomMsg::Get { reply }, 5_000).ok(),
+            None => None,
         };
+        let view = match live {
+            Some(v) => v,
+            None => room::load(self.rt.store(), id).await?,
+        };
+        if !self.scope.sees(&view.room.entity_id) {
+            return Err(ApiError::NotFound { what: "room", id: id.to_string() });
+        }
         self.details(view).await
     }
 

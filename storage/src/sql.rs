@@ -519,6 +519,79 @@ fn rooms_query(filter: RoomFilter, cursor: Option<Cursor>, size: u32) -> (String
     (sql, args)
 }
 
+/// Implements the storage traits for a backend type with a `sql: Sql<_>`
+/// field by forwarding every call to the shared operations above; only the
+/// backend name differs between backends.
+macro_rules! forward_store_traits {
+    ($store:ty, $backend:literal) => {
+        #[async_trait]
+        impl EntityStore for $store {
+            async fn create_entity(&self, new: NewEntity) -> Result<Entity> {
+                self.sql.create_entity(new).await
+            }
+            async fn get_entity(&self, id: &str) -> Result<Entity> {
+                self.sql.get_entity(id).await
+            }
+            async fn list_entities(&self, page: PageRequest) -> Result<Page<Entity>> {
+                self.sql.list_entities(page).await
+            }
+            async fn update_entity(&self, id: &str, update: EntityUpdate) -> Result<Entity> {
+                self.sql.update_entity(id, update).await
+            }
+            async fn create_department(&self, new: NewDepartment) -> Result<Department> {
+                self.sql.create_department(new).await
+            }
+            async fn get_department(&self, id: &str) -> Result<Department> {
+                self.sql.get_department(id).await
+            }
+            async fn list_departments(&self, entity_id: &str) -> Result<Vec<Department>> {
+                self.sql.list_departments(entity_id).await
+            }
+            async fn update_department(&self, id: &str, update: DepartmentUpdate) -> Result<Department> {
+                self.sql.update_department(id, update).await
+            }
+            async fn create_api_key(&self, key: ApiKey) -> Result<ApiKey> {
+                self.sql.create_api_key(key).await
+            }
+            async fn find_api_key(&self, key_hash: &str) -> Result<ApiKey> {
+                self.sql.find_api_key(key_hash).await
+            }
+        }
+
+        #[async_trait]
+        impl RoomStore for $store {
+            async fn create_room(&self, room: Room, events: Vec<RoomEvent>) -> Result<Room> {
+                self.sql.create_room(room, events).await
+            }
+            async fn get_room(&self, id: &str) -> Result<Room> {
+                self.sql.get_room(id).await
+            }
+            async fn list_rooms(&self, filter: RoomFilter, page: PageRequest) -> Result<Page<Room>> {
+                self.sql.list_rooms(filter, page).await
+            }
+            async fn commit_room_change(&self, change: RoomChange) -> Result<()> {
+                self.sql.commit_room_change(change).await
+            }
+            async fn list_participants(&self, room_id: &str) -> Result<Vec<Participant>> {
+                self.sql.list_participants(room_id).await
+            }
+            async fn list_events(&self, room_id: &str, after_seq: u64, limit: u32) -> Result<Vec<RoomEvent>> {
+                self.sql.list_events(room_id, after_seq, limit).await
+            }
+            async fn list_open_room_ids(&self) -> Result<Vec<String>> {
+                self.sql.list_open_room_ids().await
+            }
+        }
+
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+        }
+    };
+}
+pub(crate) use forward_store_traits;
+
 #[cfg(test)]
 mod tests {
     use huddle_core::RoomStatus;
