@@ -1,11 +1,15 @@
 //! huddle's actors. Each live meeting room is one [`room::RoomActor`] under a
 //! [`room_supervisor::RoomSupervisor`]; watchers receive room events through
-//! the [`hub::RoomHub`].
+//! the [`hub::RoomHub`]. A room that hears audio gets a
+//! [`transcriber::TranscriberActor`] as a linked child, which cuts the audio into
+//! utterances and has the runtime's shared [`whisper_pool::WhisperPool`] decode them.
 //!
 //! # Layout
 //! - [`room`]: `RoomActor`, `RoomMsg`, `RoomError`, `RoomView`
 //! - [`room_supervisor`]: spawn on demand, restart with capped backoff
 //! - [`hub`]: per-room broadcast of events to watchers
+//! - [`transcriber`]: `TranscriberActor`, per-room audio streams -> transcript segments
+//! - [`whisper_pool`]: shared whisper.cpp decoders, fair across rooms, bounded
 //!
 //! # Example
 //! ```
@@ -24,7 +28,11 @@
 pub mod hub;
 pub mod room;
 pub mod room_supervisor;
+pub mod transcriber;
+pub mod whisper_pool;
 
 pub use hub::RoomHub;
 pub use room::{RoomActor, RoomArgs, RoomError, RoomMsg, RoomView};
 pub use room_supervisor::{RoomSupervisor, RoomSupervisorArgs, RoomSupervisorMsg, SupervisorStats};
+pub use transcriber::{StreamSummary, TranscriberActor, TranscriberMsg};
+pub use whisper_pool::{WhisperPool, WhisperPoolConfig};

@@ -7,15 +7,21 @@
 //! can rebuild the room from storage.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use huddle_core::time::Millis;
-use huddle_core::{NewParticipant, Participant, Room, RoomEvent, RoomStatus, new_id, now_ms};
+use huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT;
+use huddle_core::{NewParticipant, Participant, Room, RoomEvent, RoomStatus, TranscriptSegment, new_id, now_ms};
+use huddle_models::audio::vad::VadConfig;
 use huddle_storage::{DynStore, RoomChange, StorageError};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::hub::RoomHub;
+use crate::transcriber::{TranscriberActor, TranscriberArgs, TranscriberMsg};
+use crate::whisper_pool::WhisperPool;
 
 /// Errors of room operations.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +42,8 @@ pub enum RoomError {
     AlreadyLeft { participant_id: String },
     #[error("room `{room_id}` is restarting after a failure: retry shortly")]
     Restarting { room_id: String },
+    #[error("room is {status}: audio can only be streamed into an ACTIVE room")]
+    NotActive { status: RoomStatus },
     #[error("room `{room_id}` changed concurrently: retry the request")]
     Conflict { room_id: String },
     #[error("room actor unavailable: {0}")]
@@ -63,6 +71,19 @@ pub type Result<T> = std::result::Result<T, RoomError>;
 pub struct RoomView {
     pub room: Room,
     pub participants: Vec<Participant>,
+}
+
+/// A decoded utterance on its way into the room's transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSegment {
+    pub participant_id: String,
+    /// Milliseconds since the room started.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+    pub confidence: f32,
+    pub no_speech_prob: f32,
+    pub language: String,
 }
 
 /// The room actor. All state lives in [`RoomState`].
@@ -93,6 +114,16 @@ pub struct RoomState {
     /// Whether a request (anything but a passivation check) arrived since
     /// the last check. A flag, not a clock read, to keep the hot path cheap.
     touched: bool,
+    /// The room's transcriber (a linked child), once audio has been streamed.
+    transcriber: Option<Transcription>,
+    /// Audio streams open on the transcriber; a room with open streams is not idle.
+    open_streams: Arc<AtomicUsize>,
+}
+
+/// The room's transcriber and how often it failed.
+struct Transcription {
+    actor: ActorRef<TranscriberMsg>,
+    restarts: u32,
 }
 
 /// Messages a room actor understands.
@@ -128,6 +159,25 @@ pub enum RoomMsg {
     Handled {
         reply: RpcReplyPort<u64>,
     },
+    /// Records final transcript segments (persisted, then published as
+    /// `transcript_segment` events).
+    AppendTranscript {
+        segments: Vec<NewSegment>,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    /// Records that transcription fell behind and dropped audio.
+    TranscriptionDegraded {
+        dropped_ms: u64,
+        queued_ms: u64,
+        reply: RpcReplyPort<()>,
+    },
+    /// The room's transcriber, spawned (as a linked child) if it has none. Only an
+    /// ACTIVE room takes audio.
+    Transcriber {
+        pool: WhisperPool,
+        vad: VadConfig,
+        reply: RpcReplyPort<Result<ActorRef<TranscriberMsg>>>,
+    },
     /// Fault injection for supervision tests: the handler panics.
     InjectPanic,
     /// Sent by the supervisor's periodic sweep: if no request arrived since
@@ -143,11 +193,37 @@ struct Draft {
     base_seq: u64,
     participants: Vec<Participant>,
     events: Vec<RoomEvent>,
+    segments: Vec<TranscriptSegment>,
 }
 
 impl Draft {
     fn new(room: &Room) -> Self {
-        Draft { room: room.clone(), base_seq: room.event_seq, participants: vec![], events: vec![] }
+        Draft { room: room.clone(), base_seq: room.event_seq, participants: vec![], events: vec![], segments: vec![] }
+    }
+
+    fn segment(&mut self, s: NewSegment, at_ms: Millis) {
+        let data = json!({
+            "participant_id": s.participant_id,
+            "start_ms": s.start_ms,
+            "end_ms": s.end_ms,
+            "text": s.text,
+            "confidence": s.confidence,
+            "no_speech_prob": s.no_speech_prob,
+            "language": s.language,
+        });
+        self.event(TRANSCRIPT_SEGMENT_EVENT, data, at_ms);
+        self.segments.push(TranscriptSegment {
+            room_id: self.room.id.clone(),
+            seq: self.room.event_seq,
+            participant_id: s.participant_id,
+            start_ms: s.start_ms,
+            end_ms: s.end_ms.max(s.start_ms),
+            text: s.text,
+            confidence: s.confidence,
+            no_speech_prob: s.no_speech_prob,
+            language: s.language,
+            at_ms,
+        });
     }
 
     fn event(&mut self, kind: &str, data: serde_json::Value, at_ms: Millis) {
@@ -208,7 +284,17 @@ impl Draft {
 impl RoomState {
     fn new(view: RoomView, store: DynStore, hub: RoomHub) -> Self {
         let by_id = view.participants.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
-        RoomState { room: view.room, participants: view.participants, by_id, store, hub, handled: 0, touched: true }
+        RoomState {
+            room: view.room,
+            participants: view.participants,
+            by_id,
+            store,
+            hub,
+            handled: 0,
+            touched: true,
+            transcriber: None,
+            open_streams: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     fn view(&self) -> RoomView {
@@ -227,13 +313,16 @@ impl RoomState {
             expected_seq: draft.base_seq,
             participants: draft.participants.clone(),
             events: draft.events.clone(),
+            segments: draft.segments,
         };
         if let Err(e) = self.store.commit_room_change(change).await {
             if matches!(e, StorageError::Conflict { .. }) {
                 warn!(room_id = %self.room.id, "room changed under us; reloading from storage");
                 if let Ok(view) = load(&self.store, &self.room.id).await {
-                    let (store, hub) = (self.store.clone(), self.hub.clone());
-                    *self = RoomState::new(view, store, hub);
+                    let by_id = view.participants.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
+                    self.room = view.room;
+                    self.participants = view.participants;
+                    self.by_id = by_id;
                 }
             }
             return Err(e.into());
@@ -334,6 +423,75 @@ impl RoomState {
         Ok(left)
     }
 
+    async fn append_transcript(&mut self, segments: Vec<NewSegment>) -> Result<()> {
+        if self.room.status.is_terminal() {
+            return Err(RoomError::Ended { status: self.room.status });
+        }
+        if let Some(s) = segments.iter().find(|s| !self.by_id.contains_key(&s.participant_id)) {
+            return Err(RoomError::NotFound { what: "participant", id: s.participant_id.clone() });
+        }
+        let at = now_ms();
+        let mut draft = Draft::new(&self.room);
+        for s in segments {
+            draft.segment(s, at);
+        }
+        self.commit(draft).await
+    }
+
+    async fn record(&mut self, kind: &str, data: serde_json::Value) -> Result<()> {
+        if self.room.status.is_terminal() {
+            return Err(RoomError::Ended { status: self.room.status });
+        }
+        let mut draft = Draft::new(&self.room);
+        draft.event(kind, data, now_ms());
+        self.commit(draft).await
+    }
+
+    async fn spawn_transcriber(
+        &self,
+        myself: &ActorRef<RoomMsg>,
+        pool: WhisperPool,
+        vad: VadConfig,
+    ) -> Result<ActorRef<TranscriberMsg>> {
+        let name = myself.get_name().map(|n| n.replacen("/room/", "/transcriber/", 1));
+        let args = TranscriberArgs {
+            room_id: self.room.id.clone(),
+            room_started_at_ms: self.room.started_at_ms.unwrap_or(self.room.created_at_ms),
+            room: myself.clone(),
+            pool,
+            vad,
+            open_streams: self.open_streams.clone(),
+        };
+        match Actor::spawn_linked(name, TranscriberActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => Ok(actor),
+            // the failed incarnation's name is freed a moment after its failure is reported
+            Err(ractor::SpawnErr::ActorAlreadyRegistered(_)) => {
+                Err(RoomError::Restarting { room_id: self.room.id.clone() })
+            }
+            Err(e) => Err(RoomError::Unavailable(format!("transcriber failed to start: {e}"))),
+        }
+    }
+
+    async fn ensure_transcriber(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        pool: WhisperPool,
+        vad: VadConfig,
+    ) -> Result<ActorRef<TranscriberMsg>> {
+        if self.room.status != RoomStatus::Active {
+            return Err(RoomError::NotActive { status: self.room.status });
+        }
+        if let Some(t) = &self.transcriber
+            && t.actor.get_status() == ractor::ActorStatus::Running
+        {
+            return Ok(t.actor.clone());
+        }
+        let restarts = self.transcriber.as_ref().map_or(0, |t| t.restarts);
+        let actor = self.spawn_transcriber(myself, pool, vad).await?;
+        self.transcriber = Some(Transcription { actor: actor.clone(), restarts });
+        Ok(actor)
+    }
+
     async fn record_restart(&mut self, reason: String) -> Result<()> {
         let mut draft = Draft::new(&self.room);
         draft.event("restarted", json!({ "reason": reason }), now_ms());
@@ -383,7 +541,8 @@ impl Actor for RoomActor {
         match msg {
             RoomMsg::Ping => {}
             RoomMsg::PassivateIfIdle => {
-                if !std::mem::replace(&mut state.touched, false) {
+                let streaming = state.open_streams.load(Ordering::Relaxed) > 0;
+                if !std::mem::replace(&mut state.touched, false) && !streaming {
                     debug!(room_id = %state.room.id, "passivating idle room");
                     // drain, not stop: anything already queued is still handled
                     let _ = myself.drain();
@@ -424,9 +583,48 @@ impl Actor for RoomActor {
             RoomMsg::Leave { participant_id, reply } => {
                 let _ = reply.send(Box::pin(state.leave(participant_id)).await);
             }
+            RoomMsg::AppendTranscript { segments, reply } => {
+                let _ = reply.send(Box::pin(state.append_transcript(segments)).await);
+            }
+            RoomMsg::TranscriptionDegraded { dropped_ms, queued_ms, reply } => {
+                warn!(room_id = %state.room.id, dropped_ms, queued_ms, "transcription degraded");
+                let data = json!({ "dropped_ms": dropped_ms, "queued_ms": queued_ms, "reason": "transcription fell behind; oldest queued audio dropped" });
+                if let Err(e) = Box::pin(state.record("transcription_degraded", data)).await {
+                    warn!(room_id = %state.room.id, error = %e, "could not record degradation");
+                }
+                let _ = reply.send(());
+            }
+            RoomMsg::Transcriber { pool, vad, reply } => {
+                let _ = reply.send(Box::pin(state.ensure_transcriber(&myself, pool, vad)).await);
+            }
             RoomMsg::InjectPanic => {
                 panic!("injected panic in room {}", state.room.id);
             }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        // The only children are the transcriber and its incarnations. A failed one is
+        // replaced when its streams send their next audio (they reattach through
+        // `RoomMsg::Transcriber`), so an idle room does not keep a transcriber alive.
+        let SupervisionEvent::ActorFailed(who, reason) = event else { return Ok(()) };
+        let Some(t) = state.transcriber.as_mut().filter(|t| t.actor.get_id() == who.get_id()) else {
+            return Ok(());
+        };
+        t.restarts += 1;
+        let restarts = t.restarts;
+        metrics::counter!("huddle_transcriber_restarts_total").increment(1);
+        warn!(room_id = %state.room.id, restarts, %reason, "transcriber failed; its streams will restart it");
+        state.open_streams.store(0, Ordering::Relaxed);
+        let data = json!({ "reason": reason.to_string(), "restarts": restarts });
+        if let Err(e) = Box::pin(state.record("transcriber_restarted", data)).await {
+            warn!(room_id = %state.room.id, error = %e, "could not record the transcriber restart");
         }
         Ok(())
     }

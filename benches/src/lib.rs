@@ -14,6 +14,8 @@
 //! - [`grpc`]: GetRoom / JoinRoom over loopback against a huddle node and a
 //!   tonic + DashMap peer, each a child process
 //! - [`serve`]: those two servers
+//! - [`speech`]: whisper decoding speed per model, end-of-speech -> transcript
+//!   latency at N concurrent real-time streams, against the naive whole-file run
 //!
 //! # Example
 //! ```
@@ -33,3 +35,4 @@ pub mod fixture;
 pub mod grpc;
 pub mod report;
 pub mod serve;
+pub mod speech;

@@ -121,6 +121,14 @@ impl Rooms for DashMapRooms {
     async fn watch_room(&self, _: Request<v1::WatchRoomRequest>) -> Reply<Self::WatchRoomStream> {
         unimplemented("WatchRoom")
     }
+
+    async fn stream_audio(&self, _: Request<tonic::Streaming<v1::AudioChunk>>) -> Reply<v1::StreamAudioResult> {
+        unimplemented("StreamAudio")
+    }
+
+    async fn get_transcript(&self, _: Request<v1::GetTranscriptRequest>) -> Reply<v1::GetTranscriptResponse> {
+        unimplemented("GetTranscript")
+    }
 }
 
 /// Serves [`DashMapRooms`] on 127.0.0.1:0 until stdin closes.

@@ -5,6 +5,7 @@
 //! # Layout
 //! - `serve`: `huddle serve`, config layering, signals
 //! - `models`: `huddle models fetch|list` (local, no server)
+//! - `transcribe`: `huddle transcribe FILE.wav` (local, no server)
 //! - `client`: connection, API key, error reporting; `client/entity.rs`,
 //!   `client/room.rs` hold the subcommands, `client/output.rs` the tables
 //!   and JSON lines
@@ -18,6 +19,7 @@ use tracing_subscriber::EnvFilter;
 mod client;
 mod models;
 mod serve;
+mod transcribe;
 
 const LONG_ABOUT: &str = "\
 huddle is a realtime agent runtime for meetings. Every live room is a supervised
@@ -67,6 +69,9 @@ enum Command {
     Room(client::room::RoomArgs),
     /// Install and list local model weights (Whisper); no server needed.
     Models(models::ModelsArgs),
+    /// Transcribe a WAV file with the local Whisper model; no server needed.
+    #[command(long_about = transcribe::LONG_ABOUT)]
+    Transcribe(transcribe::TranscribeArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Command::Department(args) => client::main(&args.conn, client::Op::Department(args.command)),
         Command::Room(args) => client::main(&args.conn, client::Op::Room(args.command)),
         Command::Models(args) => models::main(args),
+        Command::Transcribe(args) => transcribe::main(args),
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`entity`]: entities, departments, API keys
 //! - [`room`]: rooms, the room lifecycle, participants, events
 //! - [`time`]: millisecond timestamps
+//! - [`transcript`]: final transcript segments
 //!
 //! # Example
 //! ```
@@ -19,12 +20,14 @@
 pub mod entity;
 pub mod room;
 pub mod time;
+pub mod transcript;
 
 pub use entity::{ApiKey, Department, Entity, NewDepartment, NewEntity};
 pub use room::{
     NewParticipant, NewRoom, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, effective_instructions,
 };
 pub use time::now_ms;
+pub use transcript::TranscriptSegment;
 
 /// Generates a new time-ordered identifier (UUID v7, hyphenated).
 pub fn new_id() -> String {

@@ -13,6 +13,9 @@
 //!   whisper.cpp loads them.
 //! - [`fetch`]: `huddle models fetch`: download, verify, convert, install atomically.
 //! - [`whisper`]: [`whisper::WhisperEngine`], load a model and transcribe 16 kHz PCM.
+//! - [`audio`]: the DSP in front of whisper: [`audio::wav`] decodes WAV files to mono
+//!   f32, [`audio::resample`] converts any rate to 16 kHz as a stream and [`audio::vad`]
+//!   cuts the stream into utterances at pauses.
 //!
 //! # Example
 //! ```no_run
@@ -43,6 +46,7 @@
 //! assert!(values.iter().zip(&back).all(|(a, b)| (a - b).abs() < 0.02));
 //! ```
 
+pub mod audio;
 pub mod ct2;
 pub mod fetch;
 pub mod ggml;
@@ -62,6 +66,8 @@ pub enum ModelsError {
     Fetch(#[from] fetch::FetchError),
     #[error(transparent)]
     Engine(#[from] whisper::EngineError),
+    #[error(transparent)]
+    Audio(#[from] audio::AudioError),
 }
 
 /// Result alias for this crate.

@@ -127,7 +127,20 @@ pub struct Segment {
     pub language: String,
 }
 
-/// A loaded whisper.cpp model with one decoding state.
+/// Decoding state for one transcription at a time: whisper.cpp's working memory (KV
+/// caches, mel buffers), made by [`WhisperEngine::new_session`]. Several sessions share one
+/// engine's weights, so a pool of N parallel decoders holds the model once.
+pub struct WhisperSession {
+    state: WhisperState,
+}
+
+impl std::fmt::Debug for WhisperSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperSession").finish_non_exhaustive()
+    }
+}
+
+/// A loaded whisper.cpp model with one built-in decoding state.
 pub struct WhisperEngine {
     path: PathBuf,
     info: GgmlInfo,
@@ -211,10 +224,31 @@ impl WhisperEngine {
         self.info.hparams.is_multilingual()
     }
 
+    /// A new decoding state over this engine's weights, for [`Self::transcribe_with`].
+    pub fn new_session(&self) -> Result<WhisperSession> {
+        let state = self.ctx.create_state().map_err(|source| EngineError::Init { path: self.path.clone(), source })?;
+        Ok(WhisperSession { state })
+    }
+
     /// Transcribes 16 kHz mono PCM in -1..=1. Returns no segments for silence or clips
-    /// shorter than 100 ms. Concurrent calls on one engine take turns; load several
-    /// engines to transcribe in parallel.
+    /// shorter than 100 ms. Concurrent calls on one engine take turns on its built-in
+    /// state; give each thread its own [`WhisperSession`] to transcribe in parallel.
     pub fn transcribe(&self, pcm: &[f32], opts: &TranscribeOptions) -> Result<Vec<Segment>> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.transcribe_in(&mut state, pcm, opts)
+    }
+
+    /// [`Self::transcribe`] in the caller's own session.
+    pub fn transcribe_with(
+        &self,
+        session: &mut WhisperSession,
+        pcm: &[f32],
+        opts: &TranscribeOptions,
+    ) -> Result<Vec<Segment>> {
+        self.transcribe_in(&mut session.state, pcm, opts)
+    }
+
+    fn transcribe_in(&self, state: &mut WhisperState, pcm: &[f32], opts: &TranscribeOptions) -> Result<Vec<Segment>> {
         if let Some(i) = pcm.iter().position(|s| !s.is_finite()) {
             return Err(EngineError::InvalidAudio(format!("sample {i} is {}", pcm[i])));
         }
@@ -262,7 +296,6 @@ impl WhisperEngine {
         params.set_print_realtime(false);
         params.set_print_timestamps(false);
 
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         state.full(params, pcm)?;
         let language = whisper_rs::get_lang_str(state.full_lang_id_from_state())
             .unwrap_or(if self.is_multilingual() { "auto" } else { "en" })
@@ -317,7 +350,9 @@ mod tests {
     #[test]
     fn engine_can_be_shared_across_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
+        fn assert_send<T: Send>() {}
         assert_send_sync::<WhisperEngine>();
+        assert_send::<WhisperSession>();
     }
 
     #[test]

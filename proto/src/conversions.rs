@@ -4,7 +4,8 @@
 //! unknown or unspecified value is a caller error.
 
 use huddle_core::time::Millis;
-use huddle_core::{Department, Entity, Participant, ParticipantKind, Room, RoomEvent, RoomStatus};
+use huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT;
+use huddle_core::{Department, Entity, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, TranscriptSegment};
 use prost_types::Timestamp;
 
 use crate::v1;
@@ -134,6 +135,7 @@ pub fn room(r: Room, participants: Vec<Participant>, effective_instructions: Str
 
 impl From<RoomEvent> for v1::RoomEvent {
     fn from(e: RoomEvent) -> Self {
+        let segment = (e.kind == TRANSCRIPT_SEGMENT_EVENT).then(|| segment_of_event(&e));
         v1::RoomEvent {
             room_id: e.room_id,
             seq: e.seq,
@@ -141,6 +143,44 @@ impl From<RoomEvent> for v1::RoomEvent {
             data_json: e.data.to_string(),
             at: Some(ts(e.at_ms)),
             snapshot: None,
+            segment,
+        }
+    }
+}
+
+/// The typed segment of a `transcript_segment` event (missing fields are zero).
+fn segment_of_event(e: &RoomEvent) -> v1::TranscriptSegment {
+    let d = &e.data;
+    let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+    let int = |k: &str| d[k].as_u64().unwrap_or_default();
+    let float = |k: &str| d[k].as_f64().unwrap_or_default() as f32;
+    v1::TranscriptSegment {
+        room_id: e.room_id.clone(),
+        seq: e.seq,
+        participant_id: text("participant_id"),
+        start_ms: int("start_ms"),
+        end_ms: int("end_ms"),
+        text: text("text"),
+        confidence: float("confidence"),
+        no_speech_prob: float("no_speech_prob"),
+        language: text("language"),
+        at: Some(ts(e.at_ms)),
+    }
+}
+
+impl From<TranscriptSegment> for v1::TranscriptSegment {
+    fn from(s: TranscriptSegment) -> Self {
+        v1::TranscriptSegment {
+            room_id: s.room_id,
+            seq: s.seq,
+            participant_id: s.participant_id,
+            start_ms: s.start_ms,
+            end_ms: s.end_ms,
+            text: s.text,
+            confidence: s.confidence,
+            no_speech_prob: s.no_speech_prob,
+            language: s.language,
+            at: Some(ts(s.at_ms)),
         }
     }
 }

@@ -13,11 +13,14 @@ use futures::Stream;
 use huddle_actors::RoomError;
 use huddle_actors::room::{self, RoomMsg, RoomView};
 use huddle_actors::room_supervisor::{RoomSupervisorMsg, find_room};
+use huddle_actors::transcriber::{TranscriberMsg, find_transcriber};
+use huddle_actors::whisper_pool::WhisperPool;
 use huddle_core::limits::{MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, MAX_PARTICIPANTS_CEILING};
 use huddle_core::{
     ApiKey, Department, Entity, NewDepartment, NewEntity, NewParticipant, NewRoom, Participant, Room, RoomEvent,
-    RoomStatus, effective_instructions, new_id, now_ms,
+    RoomStatus, TranscriptSegment, effective_instructions, new_id, now_ms,
 };
+use huddle_models::audio::vad::VadConfig;
 use huddle_storage::{DepartmentUpdate, EntityUpdate, Page, PageRequest, RoomFilter};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
@@ -28,6 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::Runtime;
 use crate::auth::{Scope, generate_key};
 use crate::error::ApiError;
+use crate::speech::AudioStream;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -121,6 +125,10 @@ impl Api {
 
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.rt
     }
 
     fn require_admin(&self, what: &str) -> Result<()> {
@@ -350,6 +358,7 @@ impl Api {
 
     pub async fn end_room(&self, id: &str) -> Result<RoomDetails> {
         self.visible_room(id).await?;
+        self.flush_transcript(id).await;
         match self.call_room(id, false, |reply| RoomMsg::End { reply }).await? {
             Delivery::Done(v) => self.details(v).await,
             Delivery::Ended(room) => Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Completed }),
@@ -391,6 +400,105 @@ impl Api {
             Delivery::Done(p) => Ok(p),
             Delivery::Ended(room) => Err(RoomError::Ended { status: room.status }.into()),
         }
+    }
+
+    /// Lets the room's transcriber finish what it has heard, so that the transcript is
+    /// complete before the room ends. Best effort, bounded by the request timeout.
+    async fn flush_transcript(&self, id: &str) {
+        let Some(t) = find_transcriber(self.rt.namespace(), id) else { return };
+        let timeout = self.rt.request_timeout();
+        if let Err(e) = t.call(|reply| TranscriberMsg::Flush { reply }, Some(timeout)).await {
+            tracing::warn!(room_id = %id, error = %e, "transcript not flushed before the room ended");
+        }
+    }
+
+    // ---- speech ----
+
+    /// Opens an audio stream for a participant present in an ACTIVE room. Audio is
+    /// resampled to 16 kHz, cut into utterances and transcribed by the shared decoders;
+    /// the segments land in the room (persisted, watched, [`Api::get_transcript`]).
+    /// The first stream of a node loads the speech model, and fetches it if needed.
+    pub async fn open_audio(&self, room_id: &str, participant_id: &str, sample_rate: u32) -> Result<AudioStream> {
+        self.visible_room(room_id).await?;
+        check_id("participant_id", participant_id)?;
+        let resampler = huddle_models::audio::resample::Resampler::new(sample_rate)
+            .map_err(|e| ApiError::invalid("sample_rate", e.to_string()))?;
+        let room = self.get_room(room_id).await?;
+        if room.view.room.status != RoomStatus::Active {
+            return Err(RoomError::NotActive { status: room.view.room.status }.into());
+        }
+        match room.view.participants.iter().find(|p| p.id == participant_id) {
+            None => return Err(ApiError::NotFound { what: "participant", id: participant_id.to_string() }),
+            Some(p) if !p.is_present() => {
+                return Err(RoomError::AlreadyLeft { participant_id: participant_id.to_string() }.into());
+            }
+            Some(_) => {}
+        }
+        let speech = self.rt.speech();
+        let pool = speech.pool().await?;
+        let vad = speech.vad();
+        let (room_ref, transcriber) = self.attach_transcriber(room_id, pool.clone(), vad.clone()).await?;
+        let stream_id = speech.next_stream_id();
+        transcriber
+            .cast(TranscriberMsg::Open { stream_id, participant_id: participant_id.to_string() })
+            .map_err(|e| ApiError::Unavailable(format!("transcriber unavailable: {e}")))?;
+        tracing::info!(room_id, participant_id, sample_rate, stream_id, "audio stream opened");
+        Ok(AudioStream::new(
+            self.clone(),
+            room_id.to_string(),
+            participant_id.to_string(),
+            stream_id,
+            resampler,
+            sample_rate,
+            (room_ref, transcriber, pool, vad),
+        ))
+    }
+
+    /// The room's actor and its transcriber, spawning either as needed.
+    pub(crate) async fn attach_transcriber(
+        &self,
+        room_id: &str,
+        pool: WhisperPool,
+        vad: VadConfig,
+    ) -> Result<(ActorRef<RoomMsg>, ActorRef<huddle_actors::TranscriberMsg>)> {
+        let deadline = tokio::time::Instant::now() + self.rt.request_timeout();
+        loop {
+            let Some(room) = self.ensure_room(room_id).await? else {
+                let stored = self.rt.store().get_room(room_id).await?;
+                return Err(RoomError::NotActive { status: stored.status }.into());
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(ApiError::DeadlineExceeded(format!("room `{room_id}` did not answer in time")));
+            }
+            let (p, v) = (pool.clone(), vad.clone());
+            match room.call(move |reply| RoomMsg::Transcriber { pool: p, vad: v, reply }, Some(remaining)).await {
+                Ok(CallResult::Success(Err(RoomError::Restarting { .. }))) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(CallResult::Success(r)) => return Ok((room, r?)),
+                Ok(CallResult::Timeout) => {
+                    return Err(ApiError::DeadlineExceeded(format!("room `{room_id}` did not answer in time")));
+                }
+                // the actor stopped (passivated, ended, restarting): look again
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    /// One page of a room's transcript, oldest first.
+    pub async fn get_transcript(&self, room_id: &str, page: PageRequest) -> Result<Page<TranscriptSegment>> {
+        self.visible_room(room_id).await?;
+        Ok(self.rt.store().list_transcript(room_id, page).await?)
+    }
+
+    /// Fault injection for supervision tests: makes the room's transcriber panic.
+    #[doc(hidden)]
+    pub async fn inject_transcriber_panic(&self, id: &str) -> Result<()> {
+        self.require_admin("fault injection")?;
+        let t = find_transcriber(self.rt.namespace(), id)
+            .ok_or_else(|| ApiError::FailedPrecondition(format!("room `{id}` has no transcriber")))?;
+        t.cast(TranscriberMsg::InjectPanic).map_err(|e| ApiError::Unavailable(e.to_string()))
     }
 
     /// Fault injection for supervision tests: makes the room's actor panic.

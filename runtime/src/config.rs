@@ -28,7 +28,42 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub rooms: RoomsConfig,
+    pub speech: SpeechConfig,
     pub log: LogConfig,
+}
+
+/// Speech to text: the whisper model, the shared decoders and voice-activity detection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechConfig {
+    /// Whether rooms accept audio at all.
+    pub enabled: bool,
+    /// A whisper.cpp ggml model file. Unset: the installed `model` in `models_dir`.
+    pub whisper_model: Option<std::path::PathBuf>,
+    /// The model to use when `whisper_model` is unset: `tiny.en` or `base`.
+    pub model: String,
+    /// Its quantisation: `q8_0` or `f16`.
+    pub quantize: String,
+    /// Where `huddle models fetch` installs models. Unset: `$HUDDLE_MODELS_DIR`, else
+    /// `~/.cache/huddle/models`.
+    pub models_dir: Option<std::path::PathBuf>,
+    /// Download and convert the model on first use when it is not installed.
+    pub fetch_missing: bool,
+    /// Parallel whisper decoders shared by all rooms; 0 means one per CPU core.
+    pub decoders: usize,
+    /// whisper.cpp threads per decoder. 1 is best on small machines: scale with `decoders`.
+    pub threads_per_decoder: u32,
+    /// Audio one room may have waiting for a decoder before its oldest utterances are
+    /// dropped (and a `transcription_degraded` event recorded), in milliseconds.
+    pub max_queued_audio_ms_per_room: u64,
+    /// The same bound over all rooms.
+    pub max_queued_audio_ms_total: u64,
+    /// Spoken language (`en`, `de`, ... or `auto`); unset means the model's default.
+    pub language: Option<String>,
+    /// Silence that ends an utterance, in milliseconds: the floor of transcript latency.
+    pub vad_min_silence_ms: u32,
+    /// Longest utterance before a monologue is cut, in milliseconds.
+    pub max_utterance_ms: u32,
 }
 
 /// Network listeners and the admin key.
@@ -119,6 +154,27 @@ impl Default for RoomsConfig {
     }
 }
 
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        let vad = huddle_models::audio::vad::VadConfig::default();
+        SpeechConfig {
+            enabled: true,
+            whisper_model: None,
+            model: "tiny.en".into(),
+            quantize: "q8_0".into(),
+            models_dir: None,
+            fetch_missing: true,
+            decoders: 0,
+            threads_per_decoder: 1,
+            max_queued_audio_ms_per_room: 30_000,
+            max_queued_audio_ms_total: 120_000,
+            language: None,
+            vad_min_silence_ms: vad.min_silence_ms,
+            max_utterance_ms: vad.max_utterance_ms,
+        }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { format: "text".into(), filter: "info".into() }
@@ -166,6 +222,24 @@ impl Config {
         }
         if self.rooms.watch_buffer == 0 {
             return invalid("rooms.watch_buffer must be above 0");
+        }
+        if !matches!(self.speech.model.as_str(), "tiny.en" | "base") {
+            return invalid("speech.model must be `tiny.en` or `base`");
+        }
+        if !matches!(self.speech.quantize.as_str(), "q8_0" | "f16") {
+            return invalid("speech.quantize must be `q8_0` or `f16`");
+        }
+        if self.speech.threads_per_decoder == 0 {
+            return invalid("speech.threads_per_decoder must be above 0");
+        }
+        if !(100..=5_000).contains(&self.speech.vad_min_silence_ms) {
+            return invalid("speech.vad_min_silence_ms must be between 100 and 5000");
+        }
+        if !(2_000..=30_000).contains(&self.speech.max_utterance_ms) {
+            return invalid("speech.max_utterance_ms must be between 2000 and 30000 (whisper's window is 30 s)");
+        }
+        if self.speech.max_queued_audio_ms_per_room < u64::from(self.speech.max_utterance_ms) {
+            return invalid("speech.max_queued_audio_ms_per_room must be at least speech.max_utterance_ms");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format must be `text` or `json`");

@@ -62,9 +62,10 @@ impl From<RoomError> for ApiError {
         match e {
             RoomError::NotFound { what, id } => ApiError::NotFound { what, id },
             RoomError::InvalidTransition { from, to } => ApiError::InvalidTransition { from, to },
-            e @ (RoomError::Ended { .. } | RoomError::EntityInactive { .. } | RoomError::AlreadyLeft { .. }) => {
-                ApiError::FailedPrecondition(e.to_string())
-            }
+            e @ (RoomError::Ended { .. }
+            | RoomError::EntityInactive { .. }
+            | RoomError::AlreadyLeft { .. }
+            | RoomError::NotActive { .. }) => ApiError::FailedPrecondition(e.to_string()),
             e @ RoomError::Full { .. } => ApiError::ResourceExhausted(e.to_string()),
             RoomError::AlreadyJoined { identity } => {
                 ApiError::AlreadyExists { what: "participant identity", value: identity }

@@ -14,6 +14,8 @@
 //! - [`http`]: `/healthz` and Prometheus `/metrics`
 //! - [`server`]: binding listeners, serving, graceful shutdown
 //! - `root`: the root supervisor actor
+//! - `speech`: the whisper model and decoder pool (loaded on first use) and
+//!   [`AudioStream`], one participant's audio going into a room
 //!
 //! # Example
 //! ```
@@ -64,11 +66,13 @@ pub mod grpc;
 pub mod http;
 mod root;
 pub mod server;
+mod speech;
 
 pub use api::{Api, RoomDetails, WatchItem};
 pub use auth::Scope;
-pub use config::{Config, ConfigError, RoomsConfig};
+pub use config::{Config, ConfigError, RoomsConfig, SpeechConfig};
 pub use error::{ApiError, RuntimeError};
+pub use speech::{AudioStream, MAX_AUDIO_CHUNK_BYTES};
 
 /// A running huddle runtime. Cheap to clone; every clone is the same runtime.
 #[derive(Clone)]
@@ -83,6 +87,7 @@ struct Inner {
     root: ActorRef<root::RootMsg>,
     request_timeout: Duration,
     drain_timeout: Duration,
+    speech: speech::Speech,
     /// Cancelled when the runtime begins to shut down; ends watch streams.
     closing: CancellationToken,
 }
@@ -92,6 +97,7 @@ pub struct RuntimeBuilder {
     database_url: String,
     store: Option<DynStore>,
     rooms: RoomsConfig,
+    speech: SpeechConfig,
     request_timeout: Duration,
 }
 
@@ -101,6 +107,7 @@ impl Runtime {
             database_url: config::DatabaseConfig::default().url,
             store: None,
             rooms: RoomsConfig::default(),
+            speech: SpeechConfig::default(),
             request_timeout: Duration::from_millis(config::ServerConfig::default().request_timeout_ms),
         }
     }
@@ -131,6 +138,16 @@ impl Runtime {
 
     pub(crate) fn hub(&self) -> &RoomHub {
         &self.inner.hub
+    }
+
+    pub(crate) fn speech(&self) -> &speech::Speech {
+        &self.inner.speech
+    }
+
+    /// Loads the speech model and starts the decoder pool now rather than on the first
+    /// audio stream (fetching the model first if it is missing and allowed).
+    pub async fn warm_up_speech(&self) -> Result<huddle_actors::WhisperPool, ApiError> {
+        self.inner.speech.pool().await
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -187,6 +204,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Speech to text settings (model, decoders, voice-activity detection).
+    pub fn speech(mut self, speech: SpeechConfig) -> Self {
+        self.speech = speech;
+        self
+    }
+
     /// Deadline for one operation inside the runtime.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
@@ -221,6 +244,7 @@ impl RuntimeBuilder {
                 root,
                 request_timeout: self.request_timeout,
                 drain_timeout: Duration::from_millis(self.rooms.drain_timeout_ms),
+                speech: speech::Speech::new(self.speech),
                 closing: CancellationToken::new(),
             }),
         })

@@ -74,6 +74,7 @@ impl Server {
         let runtime = Runtime::builder()
             .database_url(&config.database.url)
             .rooms(config.rooms.clone())
+            .speech(config.speech.clone())
             .request_timeout(Duration::from_millis(config.server.request_timeout_ms))
             .build()
             .await?;

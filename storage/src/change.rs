@@ -6,6 +6,7 @@
 //! `StorageError::Database(sqlx::Error::InvalidArgument(..))` so that a broken
 //! change never reaches the gap-free event log.
 
+use huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT;
 use huddle_core::{Room, RoomEvent};
 
 use crate::{Result, RoomChange, StorageError};
@@ -15,17 +16,31 @@ pub(crate) fn check_new_room(room: &Room, events: &[RoomEvent]) -> Result<()> {
     check_events(room, 0, events)
 }
 
-/// A change's events must be seqs `expected_seq + 1 ..= room.event_seq`, and
-/// its participants must belong to the room.
+/// A change's events must be seqs `expected_seq + 1 ..= room.event_seq`, its
+/// participants must belong to the room, and each transcript segment must
+/// belong to the room and ride on one of the change's `transcript_segment`
+/// events.
 pub(crate) fn check_change(change: &RoomChange) -> Result<()> {
     check_events(&change.room, change.expected_seq, &change.events)?;
-    match change.participants.iter().find(|p| p.room_id != change.room.id) {
-        Some(p) => Err(invalid(format!(
+    if let Some(p) = change.participants.iter().find(|p| p.room_id != change.room.id) {
+        return Err(invalid(format!(
             "participant `{}` belongs to room `{}`, not to room `{}`",
             p.id, p.room_id, change.room.id
-        ))),
-        None => Ok(()),
+        )));
     }
+    for segment in &change.segments {
+        let carried = change.events.iter().any(|e| e.seq == segment.seq && e.kind == TRANSCRIPT_SEGMENT_EVENT);
+        if segment.room_id != change.room.id || !carried {
+            return Err(invalid(format!(
+                "transcript segment {} of room `{}` has no `{TRANSCRIPT_SEGMENT_EVENT}` event in this change",
+                segment.seq, segment.room_id
+            )));
+        }
+        if segment.end_ms < segment.start_ms {
+            return Err(invalid(format!("transcript segment {} ends before it starts", segment.seq)));
+        }
+    }
+    Ok(())
 }
 
 fn check_events(room: &Room, after_seq: u64, events: &[RoomEvent]) -> Result<()> {
@@ -97,7 +112,13 @@ mod tests {
 
     #[test]
     fn change_events_continue_the_log() {
-        let change = |expected_seq, events| RoomChange { room: room(4), expected_seq, participants: vec![], events };
+        let change = |expected_seq, events| RoomChange {
+            room: room(4),
+            expected_seq,
+            participants: vec![],
+            events,
+            segments: vec![],
+        };
         assert!(check_change(&change(2, vec![event("r", 3), event("r", 4)])).is_ok());
         assert!(check_change(&change(2, vec![event("r", 4)])).is_err());
         assert!(check_change(&change(2, vec![event("r", 4), event("r", 3)])).is_err());
@@ -107,7 +128,8 @@ mod tests {
 
     #[test]
     fn participants_belong_to_the_room() {
-        let mut change = RoomChange { room: room(0), expected_seq: 0, participants: vec![], events: vec![] };
+        let mut change =
+            RoomChange { room: room(0), expected_seq: 0, participants: vec![], events: vec![], segments: vec![] };
         change.participants.push(Participant {
             id: "p".into(),
             room_id: "elsewhere".into(),

@@ -28,7 +28,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use huddle_core::time::Millis;
-use huddle_core::{ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus};
+use huddle_core::{
+    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus, TranscriptSegment,
+};
 
 mod change;
 mod page;
@@ -145,6 +147,9 @@ pub struct RoomChange {
     pub expected_seq: u64,
     pub participants: Vec<Participant>,
     pub events: Vec<RoomEvent>,
+    /// Transcript segments; each one's seq is that of a `transcript_segment`
+    /// event in `events`.
+    pub segments: Vec<TranscriptSegment>,
 }
 
 /// Entities, departments and API keys.
@@ -187,6 +192,8 @@ pub trait RoomStore: Send + Sync {
     async fn list_events(&self, room_id: &str, after_seq: u64, limit: u32) -> Result<Vec<RoomEvent>>;
     /// Ids of rooms that are SCHEDULED or ACTIVE (used at start-up).
     async fn list_open_room_ids(&self) -> Result<Vec<String>>;
+    /// One page of a room's transcript segments, oldest first.
+    async fn list_transcript(&self, room_id: &str, page: PageRequest) -> Result<Page<TranscriptSegment>>;
 }
 
 /// Everything huddle persists, behind one handle.

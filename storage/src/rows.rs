@@ -7,7 +7,10 @@
 
 use huddle_core::limits::DEFAULT_MAX_PARTICIPANTS;
 use huddle_core::time::Millis;
-use huddle_core::{ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, new_id, now_ms};
+use huddle_core::{
+    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, TranscriptSegment, new_id,
+    now_ms,
+};
 
 use crate::page::Cursor;
 use crate::{Result, StorageError};
@@ -179,6 +182,45 @@ impl TryFrom<EventRow> for RoomEvent {
             at_ms: row.at_ms,
         })
     }
+}
+
+/// A transcript segment row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SegmentRow {
+    pub room_id: String,
+    pub seq: i64,
+    pub participant_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub text: String,
+    pub confidence: f64,
+    pub no_speech_prob: f64,
+    pub language: String,
+    pub at_ms: Millis,
+}
+
+impl TryFrom<SegmentRow> for TranscriptSegment {
+    type Error = StorageError;
+
+    fn try_from(row: SegmentRow) -> Result<TranscriptSegment> {
+        Ok(TranscriptSegment {
+            seq: to_u64(row.seq, "transcript_segments.seq")?,
+            start_ms: to_u64(row.start_ms, "transcript_segments.start_ms")?,
+            end_ms: to_u64(row.end_ms, "transcript_segments.end_ms")?,
+            room_id: row.room_id,
+            participant_id: row.participant_id,
+            text: row.text,
+            confidence: row.confidence as f32,
+            no_speech_prob: row.no_speech_prob as f32,
+            language: row.language,
+            at_ms: row.at_ms,
+        })
+    }
+}
+
+/// The keyset position of a segment in `list_transcript`: its seq within the room.
+pub(crate) fn segment_cursor(segment: &TranscriptSegment) -> Cursor {
+    Cursor { created_at_ms: segment.seq as i64, id: segment.room_id.clone() }
 }
 
 /// A new entity with a fresh id, both timestamps now, the default

@@ -5,7 +5,8 @@
 //! Statements use `$N` placeholders, which SQLite accepts too.
 
 use huddle_core::{
-    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus, now_ms,
+    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus, TranscriptSegment,
+    now_ms,
 };
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use tracing::debug;
@@ -13,8 +14,8 @@ use tracing::debug;
 use crate::change::{check_change, check_new_room};
 use crate::page::{self, Cursor};
 use crate::rows::{
-    self, ApiKeyRow, DepartmentRow, EntityRow, EventRow, ParticipantRow, RoomRow, convert, is_foreign_key_violation,
-    is_unique_violation, not_found, seq_to_db,
+    self, ApiKeyRow, DepartmentRow, EntityRow, EventRow, ParticipantRow, RoomRow, SegmentRow, convert,
+    is_foreign_key_violation, is_unique_violation, not_found, seq_to_db,
 };
 use crate::{DepartmentUpdate, EntityUpdate, Page, PageRequest, Result, RoomChange, RoomFilter, StorageError};
 
@@ -52,6 +53,7 @@ where
     for<'q> &'q str: Encode<'q, DB> + Type<DB> + ColumnIndex<DB::Row>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
@@ -382,8 +384,34 @@ where
             Self::upsert_participant(&mut tx, participant).await?;
         }
         Self::insert_events(&mut tx, &change.events).await?;
+        for segment in &change.segments {
+            Self::insert_segment(&mut tx, segment).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    pub async fn list_transcript(&self, room_id: &str, page: PageRequest) -> Result<Page<TranscriptSegment>> {
+        let size = page.effective_size();
+        let after = match Cursor::from_request(&page)? {
+            Some(c) if c.id == room_id && c.created_at_ms >= 0 => c.created_at_ms,
+            Some(_) => return Err(StorageError::InvalidPageToken),
+            None => 0,
+        };
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<SegmentRow> = sqlx::query_as(
+            "SELECT room_id, seq, participant_id, start_ms, end_ms, text, confidence, no_speech_prob, language, \
+             at_ms FROM transcript_segments WHERE room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(room_id)
+        .bind(after)
+        .bind(page::fetch_limit(size))
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() && !Self::room_exists(&mut conn, room_id).await? {
+            return Err(not_found("room", room_id));
+        }
+        Ok(page::assemble(convert(rows)?, size, rows::segment_cursor))
     }
 
     pub async fn list_participants(&self, room_id: &str) -> Result<Vec<Participant>> {
@@ -455,6 +483,26 @@ where
         .bind(&p.identity)
         .bind(p.joined_at_ms)
         .bind(p.left_at_ms)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_segment(conn: &mut DB::Connection, s: &TranscriptSegment) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO transcript_segments (room_id, seq, participant_id, start_ms, end_ms, text, confidence, \
+             no_speech_prob, language, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&s.room_id)
+        .bind(seq_to_db(s.seq)?)
+        .bind(&s.participant_id)
+        .bind(seq_to_db(s.start_ms)?)
+        .bind(seq_to_db(s.end_ms)?)
+        .bind(&s.text)
+        .bind(f64::from(s.confidence))
+        .bind(f64::from(s.no_speech_prob))
+        .bind(&s.language)
+        .bind(s.at_ms)
         .execute(conn)
         .await?;
         Ok(())
@@ -577,6 +625,13 @@ macro_rules! forward_store_traits {
             }
             async fn list_events(&self, room_id: &str, after_seq: u64, limit: u32) -> Result<Vec<RoomEvent>> {
                 self.sql.list_events(room_id, after_seq, limit).await
+            }
+            async fn list_transcript(
+                &self,
+                room_id: &str,
+                page: PageRequest,
+            ) -> Result<Page<huddle_core::TranscriptSegment>> {
+                self.sql.list_transcript(room_id, page).await
             }
             async fn list_open_room_ids(&self) -> Result<Vec<String>> {
                 self.sql.list_open_room_ids().await

@@ -7,6 +7,7 @@ use huddle_benches::alloc::CountingAlloc;
 use huddle_benches::grpc::{self, GrpcOpts};
 use huddle_benches::report::Reporter;
 use huddle_benches::serve;
+use huddle_benches::speech::{self, SpeechOpts};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -28,7 +29,33 @@ under 90 s on 2 cores.
            and memory per idle room (target <= 4 KB) with 10,000 rooms live
   grpc     GetRoom closed loop (peer: tonic + DashMap), GetRoom open loop at
            10k req/s (target p99 <= 2 ms, also run against the peer), JoinRoom
-           closed loop (durable writes)";
+           closed loop (durable writes)
+  speech   whisper decoding speed (real-time factor) and WER per model and
+           quantisation at 1 and 2 threads; end of speech -> final transcript
+           segment at a watcher (p50 target <= 0.6 s, p95 <= 1.2 s) at 1, 4 and 8
+           concurrent real-time streams; the most streams sustained (target >= 8);
+           peer: the naive whole-file transcription with full windows";
+
+const SPEECH_ABOUT: &str = "Local speech to text on a synthetic meeting: six espeak-ng sentences
+separated by 1 s pauses (about 30 s), needs espeak-ng.
+
+- rtf_<model>_<quant>_t<threads>: decode time per second of speech, on the
+  utterances the voice-activity detector cuts (encoder window sized to each),
+  one decoder with 1 or 2 whisper.cpp threads. wer_<model>_<quant>: word error
+  rate of the concatenated transcript (targets: tiny.en <= 0.12, base <= 0.08).
+- naive_whole_file_latency: the whole recording through whisper with full 30 s
+  windows once it is over (what a batch transcriber makes you wait).
+- latency_{p50,p95}_<N>_streams: N rooms, each hearing one real-time stream
+  (20 ms chunks; starts staggered over one sentence unless --aligned) through
+  the embedded runtime (resampler, VAD, the shared
+  decoder pool with its default one decoder per core, SQLite, a watcher per
+  room); latency from the true end of each sentence to the arrival of its last
+  transcript segment at the watcher. Also dropped audio and WER per N.
+- max_realtime_streams: the largest N (of --streams and then --probe-streams)
+  with no dropped audio, no missing sentence and p95 <= 1.2 s.
+
+Models are fetched into the models directory on first use.
+Summary: latency_p50_1_stream against naive-whole-file.";
 
 const ACTORS_ABOUT: &str = "One RoomActor in isolation, without gRPC or storage work in the hot path.
 
@@ -134,6 +161,26 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         join_in_flight: usize,
     },
+    /// Whisper speed and accuracy, and transcript latency with N concurrent real-time streams.
+    #[command(long_about = SPEECH_ABOUT)]
+    Speech {
+        /// model:quant pairs to measure decoding speed for.
+        #[arg(long, value_delimiter = ',', default_value = "tiny.en:q8_0,tiny.en:f16,base:q8_0")]
+        models: Vec<String>,
+        /// Concurrent real-time streams to measure latency at.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+        streams: Vec<usize>,
+        /// Larger stream counts tried next, to find the most this machine sustains.
+        #[arg(long, value_delimiter = ',', default_value = "12,16,24,32")]
+        probe_streams: Vec<usize>,
+        /// Models directory [default: $HUDDLE_MODELS_DIR or ~/.cache/huddle/models].
+        #[arg(long)]
+        models_dir: Option<std::path::PathBuf>,
+        /// Start all streams at once so every room ends its sentences at the same
+        /// moment (worst case); by default starts are staggered over one sentence.
+        #[arg(long)]
+        aligned: bool,
+    },
     /// Child process: a huddle node; prints `READY <grpc_addr>`, stops when stdin closes.
     #[command(hide = true)]
     ServeNode {
@@ -173,6 +220,10 @@ fn main() -> Result<()> {
         Cmd::Grpc { secs, warmup_secs, rate, rooms, connections, in_flight, join_in_flight } => {
             rep.machine();
             grpc::run(&GrpcOpts { secs, warmup_secs, rate, rooms, connections, in_flight, join_in_flight }, &rep)
+        }
+        Cmd::Speech { models, streams, probe_streams, models_dir, aligned } => {
+            rep.machine();
+            speech::run(&SpeechOpts { models, streams, probe_streams, models_dir, aligned }, &rep)
         }
         Cmd::ServeNode { database, admin_key } => serve::serve_node(&database, &admin_key),
         Cmd::ServePeer { rooms } => serve::serve_peer(rooms),

@@ -410,8 +410,37 @@ pub fn rooms_table(rooms: &[v1::Room]) -> String {
 }
 
 /// One line per event: `TIME #SEQ TYPE DATA`; the snapshot is summarised.
+/// `m:ss.mmm` (or `h:mm:ss.mmm`) of a room-relative time.
+pub fn clock_ms(ms: u64) -> String {
+    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    if h > 0 { format!("{h}:{m:02}:{s:02}.{milli:03}") } else { format!("{m}:{s:02}.{milli:03}") }
+}
+
+pub fn segment_json(s: &v1::TranscriptSegment) -> Value {
+    json!({
+        "room_id": s.room_id,
+        "seq": s.seq,
+        "participant_id": s.participant_id,
+        "start_ms": s.start_ms,
+        "end_ms": s.end_ms,
+        "text": s.text,
+        "confidence": s.confidence,
+        "no_speech_prob": s.no_speech_prob,
+        "language": s.language,
+        "at": json_ts(s.at.as_ref()),
+    })
+}
+
+/// `[0:01.230 - 0:03.400] NAME: text`, with NAME the display name when known.
+pub fn segment_text(s: &v1::TranscriptSegment, speaker: &str) -> String {
+    format!("[{} - {}] {speaker}: {}\n", clock_ms(s.start_ms), clock_ms(s.end_ms), s.text)
+}
+
 pub fn event_text(e: &v1::RoomEvent) -> String {
     let at = human_ts(e.at.as_ref());
+    if let Some(s) = &e.segment {
+        return format!("{at} #{} said {}", e.seq, segment_text(s, &s.participant_id));
+    }
     match &e.snapshot {
         Some(r) => {
             let present = r.participants.iter().filter(|p| p.left_at.is_none()).count();

@@ -150,6 +150,44 @@ pub enum RoomCommand {
         /// The room's id.
         id: String,
     },
+    /// Stream a WAV file into an ACTIVE room as a participant's audio.
+    ///
+    /// The server transcribes it locally and records each utterance in the
+    /// room's transcript (see `room watch` and `room transcript`). By default
+    /// the file is sent at real-time speed, as a live microphone would;
+    /// --speed 0 sends it as fast as possible. Prints a summary when the last
+    /// utterance is transcribed. The first stream on a server loads the speech
+    /// model, which takes a few seconds (longer if it must be fetched).
+    Stream {
+        /// The room's id.
+        id: String,
+        /// The participant speaking (as printed by `room join`).
+        #[arg(long = "participant", value_name = "PARTICIPANT_ID")]
+        participant_id: String,
+        /// A WAV file: PCM 8/16/24/32-bit or 32-bit float, any rate and channels
+        /// (mixed down to mono).
+        file: std::path::PathBuf,
+        /// Playback speed: 1 is real time, 2 twice as fast, 0 as fast as possible.
+        #[arg(long, default_value_t = 1.0, value_name = "X")]
+        speed: f64,
+        /// Audio per chunk, in milliseconds.
+        #[arg(long, default_value_t = 100, value_name = "MS", value_parser = clap::value_parser!(u32).range(10..=5000))]
+        chunk_ms: u32,
+    },
+    /// Print a room's transcript, oldest first.
+    Transcript {
+        /// The room's id.
+        id: String,
+        /// Segments per page (at most 500) [default: 50].
+        #[arg(long, value_name = "N")]
+        page_size: Option<u32>,
+        /// Continue from a previous listing's next page token.
+        #[arg(long, value_name = "TOKEN", conflicts_with = "all")]
+        page_token: Option<String>,
+        /// Fetch every page, not just the first.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn print_room(out: Out, r: &v1::Room) -> anyhow::Result<()> {
@@ -221,7 +259,126 @@ pub async fn run(c: &mut Client, cmd: RoomCommand) -> anyhow::Result<()> {
             print_participant(out, &p)
         }
         RoomCommand::Watch { id } => watch(c, id).await,
+        RoomCommand::Stream { id, participant_id, file, speed, chunk_ms } => {
+            stream(c, id, participant_id, &file, speed, chunk_ms).await
+        }
+        RoomCommand::Transcript { id, page_size, page_token, all } => {
+            transcript(c, id, page_size, page_token, all).await
+        }
     }
+}
+
+async fn stream(
+    c: &mut Client,
+    room_id: String,
+    participant_id: String,
+    file: &std::path::Path,
+    speed: f64,
+    chunk_ms: u32,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if !(speed.is_finite() && speed >= 0.0) {
+        anyhow::bail!("--speed must be 0 (as fast as possible) or a positive number");
+    }
+    let wav = huddle_models::audio::wav::read_wav(file).with_context(|| format!("cannot stream {}", file.display()))?;
+    let rate = wav.sample_rate;
+    let pcm = huddle_models::audio::wav::encode_pcm16(&wav.samples, rate);
+    let chunk_bytes = (rate as usize * chunk_ms as usize / 1000).max(1) * 2;
+    let pace = (speed > 0.0).then(|| std::time::Duration::from_secs_f64(chunk_ms as f64 / 1000.0 / speed));
+    let chunks: Vec<Vec<u8>> = pcm.chunks(chunk_bytes).map(<[u8]>::to_vec).collect();
+    let total_ms = wav.samples.len() as u64 * 1000 / u64::from(rate);
+    let (first_room, first_participant) = (room_id.clone(), participant_id.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        let mut ticker = pace.map(tokio::time::interval);
+        for (i, pcm16) in chunks.into_iter().enumerate() {
+            if let Some(t) = ticker.as_mut() {
+                t.tick().await;
+            }
+            let first = i == 0;
+            let chunk = v1::AudioChunk {
+                room_id: if first { first_room.clone() } else { String::new() },
+                participant_id: if first { first_participant.clone() } else { String::new() },
+                sample_rate: if first { rate } else { 0 },
+                pcm16,
+            };
+            if tx.send(chunk).await.is_err() {
+                return; // the call failed; its error is reported below
+            }
+        }
+    });
+    let outbound = tokio_stream::wrappers::ReceiverStream::new(rx);
+    if !c.out.is_json() {
+        eprintln!(
+            "streaming {} ({:.1} s at {rate} Hz) into room {room_id}...",
+            file.display(),
+            total_ms as f64 / 1000.0
+        );
+    }
+    let r = c.rooms.stream_audio(outbound).await?.into_inner();
+    if c.out.is_json() {
+        c.out.json_line(&serde_json::json!({
+            "room_id": room_id,
+            "participant_id": participant_id,
+            "audio_ms": r.audio_ms,
+            "utterances": r.utterances,
+            "segments": r.segments,
+            "dropped_ms": r.dropped_ms,
+        }))?;
+    } else {
+        let mut line = format!(
+            "sent {:.1} s of audio: {} utterances, {} transcript segments recorded",
+            r.audio_ms as f64 / 1000.0,
+            r.utterances,
+            r.segments
+        );
+        if r.dropped_ms > 0 {
+            line += &format!(" ({:.1} s dropped: transcription fell behind)", r.dropped_ms as f64 / 1000.0);
+        }
+        c.out.text(&format!("{line}\n"))?;
+    }
+    Ok(())
+}
+
+async fn transcript(
+    c: &mut Client,
+    room_id: String,
+    page_size: Option<u32>,
+    page_token: Option<String>,
+    all: bool,
+) -> anyhow::Result<()> {
+    let out = c.out;
+    let names: std::collections::HashMap<String, String> = if out.is_json() {
+        Default::default()
+    } else {
+        let room = c.rooms.get_room(v1::GetRoomRequest { id: room_id.clone() }).await?.into_inner();
+        room.participants.into_iter().map(|p| (p.id, p.display_name)).collect()
+    };
+    let mut token = page_token.unwrap_or_default();
+    let next = loop {
+        let req = v1::GetTranscriptRequest {
+            room_id: room_id.clone(),
+            page_size: page_size.unwrap_or_default(),
+            page_token: token,
+        };
+        let resp = c.rooms.get_transcript(req).await?.into_inner();
+        for s in &resp.segments {
+            if out.is_json() {
+                out.json_line(&output::segment_json(s))?;
+            } else {
+                let speaker = names.get(&s.participant_id).map_or(s.participant_id.as_str(), String::as_str);
+                out.text(&output::segment_text(s, speaker))?;
+            }
+        }
+        if !all || resp.next_page_token.is_empty() {
+            break resp.next_page_token;
+        }
+        token = resp.next_page_token;
+    };
+    if !next.is_empty() {
+        eprintln!("more segments: pass --page-token {next} for the next page, or --all for every page");
+    }
+    Ok(())
 }
 
 async fn list(

@@ -9,9 +9,11 @@
 //! - `durability`: acknowledged writes survive `kill -9`
 //! - `serve`: config layering, bad config, SIGTERM/SIGINT, `/healthz` and `/metrics`
 //! - `foreign`: a Python grpcio client that knows huddle only through reflection
+//! - `transcribe`: `huddle transcribe` on espeak-ng speech with the real tiny.en weights
 
 mod cli;
 mod common;
 mod durability;
 mod foreign;
 mod serve;
+mod transcribe;

@@ -4,6 +4,7 @@
 //! or `$HUDDLE_MODELS_DIR` when set) and reused by later runs after a checksum check.
 //! Speech comes from espeak-ng, resampled with sox (`apt-get install espeak-ng sox`).
 
+mod audio;
 mod common;
 mod convert;
 mod fetch;

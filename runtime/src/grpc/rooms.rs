@@ -5,7 +5,7 @@ use huddle_core::{NewParticipant, NewRoom, now_ms};
 use huddle_proto::conversions::{self as conv, ms};
 use huddle_proto::v1::{self, rooms_server::Rooms};
 use huddle_storage::{PageRequest, RoomFilter};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::{Services, non_empty};
 use crate::api::{RoomDetails, WatchItem, WatchStream};
@@ -119,11 +119,62 @@ impl Rooms for RoomsService {
                     data_json: "{}".into(),
                     at: Some(conv::ts(now_ms())),
                     snapshot: Some(room),
+                    segment: None,
                 })
             }
             Ok(WatchItem::Event(e)) => Ok(e.into()),
             Err(e) => Err(Status::from(e)),
         });
         Ok(Response::new(out.boxed()))
+    }
+
+    async fn stream_audio(&self, req: Request<Streaming<v1::AudioChunk>>) -> Reply<v1::StreamAudioResult> {
+        let api = self.0.api(&req).await?;
+        let mut chunks = req.into_inner();
+        let first = match chunks.message().await? {
+            Some(c) => c,
+            None => return Err(ApiError::invalid("audio", "the stream ended before its first chunk").into()),
+        };
+        if first.room_id.is_empty() || first.participant_id.is_empty() || first.sample_rate == 0 {
+            return Err(ApiError::invalid(
+                "audio",
+                "the first chunk must carry room_id, participant_id and sample_rate",
+            )
+            .into());
+        }
+        let mut stream = api.open_audio(&first.room_id, &first.participant_id, first.sample_rate).await?;
+        stream.push_pcm16(&first.pcm16).await?;
+        while let Some(c) = chunks.message().await? {
+            let same = |given: &str, opened: &str| given.is_empty() || given == opened;
+            if !same(&c.room_id, stream.room_id())
+                || !same(&c.participant_id, stream.participant_id())
+                || (c.sample_rate != 0 && c.sample_rate != first.sample_rate)
+            {
+                return Err(ApiError::invalid(
+                    "audio",
+                    "room_id, participant_id and sample_rate cannot change within a stream",
+                )
+                .into());
+            }
+            stream.push_pcm16(&c.pcm16).await?;
+        }
+        let audio_ms = stream.received_ms();
+        let s = stream.finish().await?;
+        Ok(Response::new(v1::StreamAudioResult {
+            audio_ms,
+            utterances: s.utterances,
+            segments: s.segments,
+            dropped_ms: s.dropped_ms,
+        }))
+    }
+
+    async fn get_transcript(&self, req: Request<v1::GetTranscriptRequest>) -> Reply<v1::GetTranscriptResponse> {
+        let api = self.0.api(&req).await?;
+        let r = req.into_inner();
+        let page = api.get_transcript(&r.room_id, PageRequest { size: r.page_size, token: r.page_token }).await?;
+        Ok(Response::new(v1::GetTranscriptResponse {
+            segments: page.items.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_token,
+        }))
     }
 }

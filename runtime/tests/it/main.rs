@@ -6,5 +6,6 @@ mod common;
 mod dead_database;
 mod grpc;
 mod rooms;
+mod speech;
 mod supervision;
 mod watch;

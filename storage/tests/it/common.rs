@@ -232,5 +232,5 @@ pub fn change(
         .map(|(kind, seq)| event(&room.id, seq, kind, room.created_at_ms + seq as i64))
         .collect();
     next.event_seq = room.event_seq + events.len() as u64;
-    RoomChange { room: next, expected_seq: room.event_seq, participants, events }
+    RoomChange { room: next, expected_seq: room.event_seq, participants, events, segments: vec![] }
 }

@@ -58,6 +58,7 @@ conformance!(
     participants_upsert,
     events_ordering_and_limits,
     open_room_ids,
+    transcript_segments_round_trip_and_page,
     corrupt_values_are_errors,
     reopen_sees_committed_data,
 );

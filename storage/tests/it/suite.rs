@@ -618,6 +618,71 @@ pub async fn events_ordering_and_limits(db: &TestDb) {
     );
 }
 
+fn segment(room_id: &str, seq: u64, participant_id: &str, text: &str) -> huddle_core::TranscriptSegment {
+    huddle_core::TranscriptSegment {
+        room_id: room_id.to_string(),
+        seq,
+        participant_id: participant_id.to_string(),
+        start_ms: seq * 1_000,
+        end_ms: seq * 1_000 + 750,
+        text: text.to_string(),
+        confidence: 0.875,
+        no_speech_prob: 0.015625,
+        language: "en".into(),
+        at_ms: 5_000 + seq as i64,
+    }
+}
+
+pub async fn transcript_segments_round_trip_and_page(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let r = create_room(store, room(&acme.id, "r1", 1_000)).await;
+    let ada = participant("r1", "p-ada", 1_100);
+    let joined = change(&r, |_| {}, vec![ada.clone()], &["participant_joined"]);
+    store.commit_room_change(joined.clone()).await.unwrap();
+    let mut r = joined.room;
+    let mut written = Vec::new();
+    for i in 0..5 {
+        let mut c = change(&r, |_| {}, vec![], &["transcript_segment", "transcript_segment"]);
+        c.segments = c.events.iter().map(|e| segment("r1", e.seq, &ada.id, &format!("words {i} {}", e.seq))).collect();
+        store.commit_room_change(c.clone()).await.unwrap();
+        written.extend(c.segments);
+        r = c.room;
+    }
+    // all of them, in order, with every field intact
+    let all = store.list_transcript("r1", page(100, "")).await.unwrap();
+    assert_eq!(all.items, written);
+    assert!(all.next_token.is_empty());
+    // pages of 4 cover the same segments exactly once
+    let (mut token, mut paged) = (String::new(), Vec::new());
+    loop {
+        let p = store.list_transcript("r1", page(4, &token)).await.unwrap();
+        assert!(p.items.len() <= 4);
+        paged.extend(p.items);
+        if p.next_token.is_empty() {
+            break;
+        }
+        token = p.next_token;
+    }
+    assert_eq!(paged, written);
+    // a token from another room, garbage, an unknown room
+    let other = create_room(store, room(&acme.id, "r2", 1_000)).await;
+    assert!(store.list_transcript("r2", page(10, "")).await.unwrap().items.is_empty());
+    let token = store.list_transcript("r1", page(1, "")).await.unwrap().next_token;
+    assert_err!(store.list_transcript("r2", page(10, &token)).await, StorageError::InvalidPageToken);
+    assert_err!(store.list_transcript("r1", page(10, "garbage!")).await, StorageError::InvalidPageToken);
+    assert_err!(store.list_transcript("nope", page(10, "")).await, StorageError::NotFound { what: "room", .. });
+    // a segment without its event, or for an unknown participant, is refused and writes nothing
+    let mut bad = change(&other, |_| {}, vec![], &["note"]);
+    bad.segments = vec![segment("r2", bad.room.event_seq, "p-ada", "no event")];
+    assert!(store.commit_room_change(bad).await.is_err());
+    let mut bad = change(&other, |_| {}, vec![], &["transcript_segment"]);
+    bad.segments = vec![segment("r2", bad.room.event_seq, "p-ghost", "nobody")];
+    assert!(store.commit_room_change(bad).await.is_err());
+    assert_eq!(store.get_room("r2").await.unwrap().event_seq, other.event_seq);
+    assert!(store.list_transcript("r2", page(10, "")).await.unwrap().items.is_empty());
+}
+
 pub async fn open_room_ids(db: &TestDb) {
     let store = db.store();
     assert!(store.list_open_room_ids().await.unwrap().is_empty());

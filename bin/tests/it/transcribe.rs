@@ -1,0 +1,227 @@
+//! `huddle transcribe` end to end: espeak-ng speech in WAV files of several formats,
+//! the real tiny.en weights, and the errors a person sees for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use huddle_models::audio::wav::{encode_pcm16, read_wav};
+use serde_json::Value;
+
+use crate::common::{huddle, run};
+
+const SENTENCES: [&str; 3] = [
+    "Good morning everyone and welcome to the meeting.",
+    "Please send the meeting notes to the whole team before Friday.",
+    "Can you share your screen with the rest of us?",
+];
+
+/// The models directory the huddle-models tests use, so the weights are fetched once
+/// per target directory.
+fn models_dir() -> PathBuf {
+    match std::env::var_os("HUDDLE_MODELS_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("models"),
+    }
+}
+
+/// `huddle transcribe ARGS --models-dir DIR` in `dir`.
+fn transcribe(dir: &Path, args: &[&str]) -> crate::common::Run {
+    run(huddle(dir).arg("transcribe").args(args).arg("--models-dir").arg(models_dir()))
+}
+
+fn sox(args: &[&str]) {
+    let status = Command::new("sox").args(args).status().expect("run sox (apt-get install sox)");
+    assert!(status.success(), "sox {args:?} failed");
+}
+
+/// The sentences spoken by espeak-ng at its own rate (22.05 kHz, 16-bit), with
+/// `pause_s` of silence before, between and after; returns the path and each
+/// sentence's span in ms.
+fn speech_wav(dir: &Path, pause_s: f32) -> (PathBuf, Vec<(u64, u64)>) {
+    let mut pcm = Vec::new();
+    let mut spans = Vec::new();
+    let mut rate = 0;
+    for (i, text) in SENTENCES.iter().enumerate() {
+        let clip = dir.join(format!("s{i}.wav"));
+        let status = Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "150", "-w"])
+            .arg(&clip)
+            .arg(text)
+            .status()
+            .expect("run espeak-ng (apt-get install espeak-ng)");
+        assert!(status.success());
+        let wav = read_wav(&clip).unwrap();
+        rate = wav.sample_rate;
+        let pause = (pause_s * rate as f32) as usize;
+        pcm.extend(std::iter::repeat_n(0.0, pause));
+        let start = pcm.len() as u64 * 1000 / u64::from(rate);
+        pcm.extend(&wav.samples);
+        spans.push((start, pcm.len() as u64 * 1000 / u64::from(rate)));
+    }
+    pcm.extend(std::iter::repeat_n(0.0, (pause_s * rate as f32) as usize));
+    let path = dir.join("speech.wav");
+    std::fs::write(&path, encode_pcm16(&pcm, rate)).unwrap();
+    (path, spans)
+}
+
+fn normalise(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
+        .collect::<String>()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Word error rate: word-level edit distance over the reference length.
+fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let (r, h) = (normalise(reference), normalise(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(rw != hw)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
+#[test]
+fn transcribes_speech_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, spans) = speech_wav(dir.path(), 0.8);
+    let reference = SENTENCES.join(" ");
+
+    // JSON lines, from a 48 kHz stereo 24-bit copy of the file.
+    let stereo = dir.path().join("stereo48k.wav");
+    sox(&[wav.to_str().unwrap(), "-r", "48000", "-c", "2", "-b", "24", stereo.to_str().unwrap()]);
+    let out = transcribe(dir.path(), &[stereo.to_str().unwrap(), "--json"]);
+    let lines: Vec<Value> = out.json_lines();
+    eprintln!("{}", out.stdout);
+    assert!(!lines.is_empty());
+    let mut last_end = 0;
+    for l in &lines {
+        let (start, end) = (l["start_ms"].as_u64().unwrap(), l["end_ms"].as_u64().unwrap());
+        assert!(last_end <= start && start <= end, "{l}");
+        last_end = end;
+        assert!(spans.iter().any(|&(s, e)| start + 500 >= s && end <= e + 500), "{l} outside {spans:?}");
+        assert_eq!(l["language"], "en");
+        let confidence = l["confidence"].as_f64().unwrap();
+        let no_speech = l["no_speech_prob"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&confidence) && (0.0..=1.0).contains(&no_speech), "{l}");
+    }
+    let text: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+    let rate = wer(&reference, &text.join(" "));
+    assert!(rate < 0.2, "WER {rate}: {text:?}");
+
+    // Human lines, from the 22.05 kHz original, with --language given.
+    let out = transcribe(dir.path(), &[wav.to_str().unwrap(), "--language", "en"]);
+    let human = out.ok();
+    let mut said = Vec::new();
+    for line in human.lines() {
+        // [00:01.230 - 00:03.400] text
+        let bytes = line.as_bytes();
+        assert!(line.len() > 26 && bytes[0] == b'[' && &line[10..13] == " - " && &line[22..24] == "] ", "{line:?}");
+        for ts in [&line[1..10], &line[13..22]] {
+            assert!(
+                ts.chars().enumerate().all(|(i, c)| if i == 2 {
+                    c == ':'
+                } else if i == 5 {
+                    c == '.'
+                } else {
+                    c.is_ascii_digit()
+                }),
+                "{ts:?}"
+            );
+        }
+        said.push(&line[24..]);
+    }
+    let rate = wer(&reference, &said.join(" "));
+    assert!(rate < 0.2, "WER {rate}:\n{human}");
+}
+
+#[test]
+fn silence_prints_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = dir.path().join("silent.wav");
+    std::fs::write(&silent, encode_pcm16(&vec![0.0; 16_000 * 4], 16_000)).unwrap();
+    for json in [false, true] {
+        let mut args = vec![silent.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let out = transcribe(dir.path(), &args);
+        assert_eq!(out.ok(), "", "{}", out.stderr);
+    }
+    // Low noise, 44.1 kHz stereo, written by sox.
+    let noise = dir.path().join("noise.wav");
+    sox(&[
+        "-n",
+        "-r",
+        "44100",
+        "-c",
+        "2",
+        "-b",
+        "16",
+        noise.to_str().unwrap(),
+        "synth",
+        "5",
+        "whitenoise",
+        "vol",
+        "0.005",
+    ]);
+    assert_eq!(transcribe(dir.path(), &[noise.to_str().unwrap()]).ok(), "");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+
+    let out = transcribe(dir.path(), &[&p("absent.wav")]);
+    let err = out.err();
+    assert!(err.starts_with("error: audio file not found at ") && err.contains("absent.wav"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    std::fs::write(p("notes.wav"), "these are meeting notes, not audio").unwrap();
+    let err = transcribe(dir.path(), &[&p("notes.wav")]).err().to_owned();
+    assert!(err.contains("notes.wav: not a WAV file") && err.contains("sox"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A-law and mu-law, as sox writes them.
+    let pcm = p("tone.wav");
+    sox(&["-n", "-r", "8000", "-c", "1", "-b", "16", &pcm, "synth", "1", "sine", "300"]);
+    for (encoding, name) in [("a-law", "A-law"), ("u-law", "mu-law")] {
+        let path = p(&format!("{encoding}.wav"));
+        sox(&[&pcm, "-e", encoding, &path]);
+        let err = transcribe(dir.path(), &[&path]).err().to_owned();
+        assert!(
+            err.contains(&format!("unsupported WAV sample format {name}")) && err.contains("signed-integer"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
+    // A WAV cut short.
+    let bytes = std::fs::read(&pcm).unwrap();
+    std::fs::write(p("cut.wav"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = transcribe(dir.path(), &[&p("cut.wav")]).err().to_owned();
+    assert!(err.contains("cut.wav: truncated WAV file"), "{err}");
+
+    // A model that is not there.
+    let out = run(huddle(dir.path()).args(["transcribe", &pcm, "--whisper-model", &p("nope.bin")]));
+    let err = out.err();
+    assert!(err.contains("model file not found") && err.contains("huddle models fetch"), "{err}");
+
+    // Usage errors come from clap, with exit code 2.
+    let out = run(huddle(dir.path()).args(["transcribe"]));
+    assert_eq!(out.status.code(), Some(2));
+    let help = run(huddle(dir.path()).args(["transcribe", "--help"]));
+    for want in
+        ["FILE.wav", "--whisper-model", "--models-dir", "--json", "--language", "huddle models fetch", "start_ms"]
+    {
+        assert!(help.ok().contains(want), "`{want}` missing from transcribe --help:\n{}", help.stdout);
+    }
+}
