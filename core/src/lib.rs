@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`entity`]: entities, departments, API keys
+//! - [`knowledge`]: knowledge-base documents and indexed items
 //! - [`room`]: rooms, the room lifecycle, participants, events
 //! - [`time`]: millisecond timestamps
 //! - [`transcript`]: final transcript segments
@@ -18,11 +19,13 @@
 //! ```
 
 pub mod entity;
+pub mod knowledge;
 pub mod room;
 pub mod time;
 pub mod transcript;
 
 pub use entity::{ApiKey, Department, Entity, NewDepartment, NewEntity};
+pub use knowledge::{Document, DocumentStatus, ItemKind, KnowledgeItem, NewKnowledgeItem};
 pub use room::{
     NewParticipant, NewRoom, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, effective_instructions,
 };

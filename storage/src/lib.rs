@@ -29,10 +29,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use huddle_core::time::Millis;
 use huddle_core::{
-    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus, TranscriptSegment,
+    ApiKey, Department, Document, DocumentStatus, Entity, KnowledgeItem, NewDepartment, NewEntity, NewKnowledgeItem,
+    Participant, Room, RoomEvent, RoomStatus, TranscriptSegment,
 };
 
 mod change;
+mod knowledge;
 mod page;
 pub mod postgres;
 mod rows;
@@ -196,8 +198,38 @@ pub trait RoomStore: Send + Sync {
     async fn list_transcript(&self, room_id: &str, page: PageRequest) -> Result<Page<TranscriptSegment>>;
 }
 
+/// The knowledge base: documents (each also its ingest job) and the indexed items
+/// (document chunks and transcript segments with their embeddings).
+#[async_trait]
+pub trait KnowledgeStore: Send + Sync {
+    async fn create_document(&self, doc: Document) -> Result<Document>;
+    async fn get_document(&self, id: &str) -> Result<Document>;
+    /// One page of an entity's documents, oldest first.
+    async fn list_documents(&self, entity_id: &str, page: PageRequest) -> Result<Page<Document>>;
+    /// Records an ingest job's outcome and its items in one transaction; returns the
+    /// items' ids.
+    async fn finish_document(
+        &self,
+        id: &str,
+        status: DocumentStatus,
+        error: Option<String>,
+        items: Vec<NewKnowledgeItem>,
+    ) -> Result<(Document, Vec<u64>)>;
+    /// Deletes a document and its items; returns the removed items' ids.
+    async fn delete_document(&self, id: &str) -> Result<Vec<u64>>;
+    /// Marks documents left PROCESSING by a stopped node as FAILED; returns how many.
+    async fn fail_interrupted_documents(&self) -> Result<u64>;
+    async fn add_knowledge_items(&self, items: Vec<NewKnowledgeItem>) -> Result<Vec<u64>>;
+    /// The items with these ids that exist, in any order.
+    async fn get_knowledge_items(&self, ids: &[u64]) -> Result<Vec<KnowledgeItem>>;
+    /// An entity's items with `id > after_id`, ascending, at most `limit`.
+    async fn list_knowledge_items(&self, entity_id: &str, after_id: u64, limit: u32) -> Result<Vec<KnowledgeItem>>;
+    /// (count, largest id) of an entity's items.
+    async fn knowledge_fingerprint(&self, entity_id: &str) -> Result<(u64, u64)>;
+}
+
 /// Everything huddle persists, behind one handle.
-pub trait Store: EntityStore + RoomStore + Send + Sync + 'static {
+pub trait Store: EntityStore + RoomStore + KnowledgeStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 }

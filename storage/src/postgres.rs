@@ -17,8 +17,8 @@ use tracing::info;
 
 use crate::sql::{Dialect, Sql};
 use crate::{
-    DepartmentUpdate, EntityStore, EntityUpdate, Page, PageRequest, Result, RoomChange, RoomFilter, RoomStore,
-    StorageError, Store,
+    DepartmentUpdate, EntityStore, EntityUpdate, KnowledgeStore, Page, PageRequest, Result, RoomChange, RoomFilter,
+    RoomStore, StorageError, Store,
 };
 
 impl Dialect for Postgres {

@@ -304,7 +304,7 @@ pub(crate) fn to_u64(value: i64, column: &'static str) -> Result<u64> {
     u64::try_from(value).map_err(|_| corrupt(column, format!("{value} is negative")))
 }
 
-fn corrupt(column: &'static str, message: impl ToString) -> StorageError {
+pub(crate) fn corrupt(column: &'static str, message: impl ToString) -> StorageError {
     StorageError::Corrupt { column, message: message.to_string() }
 }
 

@@ -35,7 +35,7 @@ pub(crate) trait Dialect: Database {
 /// A connection pool and the storage operations over it.
 #[derive(Debug)]
 pub(crate) struct Sql<DB: Database> {
-    pool: Pool<DB>,
+    pub(crate) pool: Pool<DB>,
 }
 
 impl<DB: Database> Clone for Sql<DB> {
@@ -54,8 +54,9 @@ where
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -63,7 +64,7 @@ where
         Self { pool }
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, DB>> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, DB>> {
         Ok(match DB::BEGIN_WRITE {
             Some(statement) => self.pool.begin_with(statement).await?,
             None => self.pool.begin().await?,
@@ -635,6 +636,51 @@ macro_rules! forward_store_traits {
             }
             async fn list_open_room_ids(&self) -> Result<Vec<String>> {
                 self.sql.list_open_room_ids().await
+            }
+        }
+
+        #[async_trait]
+        impl KnowledgeStore for $store {
+            async fn create_document(&self, doc: huddle_core::Document) -> Result<huddle_core::Document> {
+                self.sql.create_document(doc).await
+            }
+            async fn get_document(&self, id: &str) -> Result<huddle_core::Document> {
+                self.sql.get_document(id).await
+            }
+            async fn list_documents(&self, entity_id: &str, page: PageRequest) -> Result<Page<huddle_core::Document>> {
+                self.sql.list_documents(entity_id, page).await
+            }
+            async fn finish_document(
+                &self,
+                id: &str,
+                status: huddle_core::DocumentStatus,
+                error: Option<String>,
+                items: Vec<huddle_core::NewKnowledgeItem>,
+            ) -> Result<(huddle_core::Document, Vec<u64>)> {
+                self.sql.finish_document(id, status, error, items).await
+            }
+            async fn delete_document(&self, id: &str) -> Result<Vec<u64>> {
+                self.sql.delete_document(id).await
+            }
+            async fn fail_interrupted_documents(&self) -> Result<u64> {
+                self.sql.fail_interrupted_documents().await
+            }
+            async fn add_knowledge_items(&self, items: Vec<huddle_core::NewKnowledgeItem>) -> Result<Vec<u64>> {
+                self.sql.add_knowledge_items(items).await
+            }
+            async fn get_knowledge_items(&self, ids: &[u64]) -> Result<Vec<huddle_core::KnowledgeItem>> {
+                self.sql.get_knowledge_items(ids).await
+            }
+            async fn list_knowledge_items(
+                &self,
+                entity_id: &str,
+                after_id: u64,
+                limit: u32,
+            ) -> Result<Vec<huddle_core::KnowledgeItem>> {
+                self.sql.list_knowledge_items(entity_id, after_id, limit).await
+            }
+            async fn knowledge_fingerprint(&self, entity_id: &str) -> Result<(u64, u64)> {
+                self.sql.knowledge_fingerprint(entity_id).await
             }
         }
 

@@ -59,6 +59,7 @@ conformance!(
     events_ordering_and_limits,
     open_room_ids,
     transcript_segments_round_trip_and_page,
+    knowledge_documents_and_items,
     corrupt_values_are_errors,
     reopen_sees_committed_data,
 );

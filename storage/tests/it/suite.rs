@@ -683,6 +683,91 @@ pub async fn transcript_segments_round_trip_and_page(db: &TestDb) {
     assert!(store.list_transcript("r2", page(10, "")).await.unwrap().items.is_empty());
 }
 
+fn doc(id: &str, entity_id: &str, department_id: Option<&str>, at: i64) -> huddle_core::Document {
+    huddle_core::Document {
+        id: id.into(),
+        entity_id: entity_id.into(),
+        department_id: department_id.map(str::to_string),
+        filename: format!("{id}.md"),
+        content_type: "text/markdown".into(),
+        bytes: 1234,
+        sha256: "ab".repeat(32),
+        status: huddle_core::DocumentStatus::Processing,
+        error: None,
+        chunks: 0,
+        created_at_ms: at,
+        updated_at_ms: at,
+    }
+}
+
+fn item(entity_id: &str, document_id: Option<&str>, chunk: u32, text: &str) -> huddle_core::NewKnowledgeItem {
+    huddle_core::NewKnowledgeItem {
+        entity_id: entity_id.into(),
+        kind: huddle_core::ItemKind::DocumentChunk,
+        department_id: None,
+        document_id: document_id.map(str::to_string),
+        chunk_index: Some(chunk),
+        room_id: None,
+        segment_seq: None,
+        participant_id: None,
+        text: text.into(),
+        vector: vec![0.5, -0.25, 1.0e-7, f32::MIN_POSITIVE],
+    }
+}
+
+pub async fn knowledge_documents_and_items(db: &TestDb) {
+    use huddle_core::DocumentStatus;
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let other = entity(store, "Other").await;
+    for (i, id) in ["d1", "d2", "d3"].iter().enumerate() {
+        store.create_document(doc(id, &acme.id, None, 1_000 + i as i64)).await.unwrap();
+    }
+    store.create_document(doc("o1", &other.id, None, 1_000)).await.unwrap();
+    assert_err!(store.create_document(doc("x", "ghost", None, 1)).await, StorageError::NotFound { .. });
+    assert_err!(store.get_document("nope").await, StorageError::NotFound { what: "document", .. });
+
+    // a completed ingest writes its items and status in one go; ids are increasing
+    let items = vec![item(&acme.id, Some("d1"), 0, "alpha"), item(&acme.id, Some("d1"), 1, "beta")];
+    let (d1, ids) = store.finish_document("d1", DocumentStatus::Completed, None, items.clone()).await.unwrap();
+    assert_eq!((d1.status, d1.chunks, ids.len()), (DocumentStatus::Completed, 2, 2));
+    assert!(ids[0] < ids[1]);
+    let (d2, none) =
+        store.finish_document("d2", DocumentStatus::Failed, Some("not a PDF".into()), vec![]).await.unwrap();
+    assert_eq!((d2.status, d2.error.as_deref(), none.len()), (DocumentStatus::Failed, Some("not a PDF"), 0));
+    let got = store.get_knowledge_items(&ids).await.unwrap();
+    let mut got_items: Vec<_> = got.iter().map(|k| k.item.clone()).collect();
+    got_items.sort_by_key(|i| i.chunk_index);
+    assert_eq!(got_items, items, "text, filters and vectors round-trip bit for bit");
+    let other_ids = store.add_knowledge_items(vec![item(&other.id, None, 0, "theirs")]).await.unwrap();
+
+    // listing is per entity, paged, oldest first
+    let page1 = store.list_documents(&acme.id, page(2, "")).await.unwrap();
+    assert_eq!(page1.items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
+    let page2 = store.list_documents(&acme.id, page(2, &page1.next_token)).await.unwrap();
+    assert_eq!(page2.items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["d3"]);
+    assert!(page2.next_token.is_empty());
+    let listed = store.list_knowledge_items(&acme.id, 0, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|k| k.id).collect::<Vec<_>>(), ids);
+    assert!(store.list_knowledge_items(&acme.id, ids[0], 10).await.unwrap().iter().all(|k| k.id == ids[1]));
+    assert_eq!(store.knowledge_fingerprint(&acme.id).await.unwrap(), (2, ids[1]));
+    assert_eq!(store.knowledge_fingerprint(&other.id).await.unwrap(), (1, other_ids[0]));
+
+    // deleting a document removes its items and reports their ids; ids are not reused
+    assert_eq!(store.delete_document("d1").await.unwrap(), ids);
+    assert_err!(store.delete_document("d1").await, StorageError::NotFound { .. });
+    assert!(store.get_knowledge_items(&ids).await.unwrap().is_empty());
+    assert_eq!(store.knowledge_fingerprint(&acme.id).await.unwrap(), (0, 0));
+    let again = store.add_knowledge_items(vec![item(&acme.id, None, 0, "new")]).await.unwrap();
+    assert!(again[0] > ids[1].max(other_ids[0]), "ids are never reused");
+
+    // an interrupted ingest is failed at start-up
+    assert_eq!(store.fail_interrupted_documents().await.unwrap(), 2); // d3, o1
+    let d3 = store.get_document("d3").await.unwrap();
+    assert_eq!(d3.status, DocumentStatus::Failed);
+    assert!(d3.error.unwrap().contains("ingest the document again"));
+}
+
 pub async fn open_room_ids(db: &TestDb) {
     let store = db.store();
     assert!(store.list_open_room_ids().await.unwrap().is_empty());
