@@ -14,7 +14,7 @@ pub(crate) fn vector_to_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 fn vector_from_bytes(b: &[u8]) -> Result<Vec<f32>> {
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return Err(corrupt("knowledge_items.vector", format!("{} bytes is not a whole number of f32", b.len())));
     }
     Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
