@@ -7,6 +7,7 @@
 //! or q8_0), so no Python model tooling is needed.
 //!
 //! # Layout
+//! - [`extract`]: plain text out of text, Markdown and PDF documents.
 //! - [`ct2`]: reader for CTranslate2 `model.bin` files.
 //! - [`ggml`]: writes whisper.cpp ggml files from a CTranslate2 Whisper model (tensor
 //!   mapping, mel filters, vocabulary, q8_0 quantisation) and checks ggml files before
@@ -48,6 +49,7 @@
 
 pub mod audio;
 pub mod ct2;
+pub mod extract;
 pub mod fetch;
 pub mod ggml;
 pub mod whisper;
