@@ -143,9 +143,8 @@ fn inline(s: &str) -> String {
             '[' => {}
             ']' if chars.get(i + 1) == Some(&'(') => {
                 // skip the link target
-                match chars[i..].iter().position(|&c| c == ')') {
-                    Some(close) => i += close,
-                    None => {}
+                if let Some(close) = chars[i..].iter().position(|&c| c == ')') {
+                    i += close;
                 }
             }
             ']' => {}

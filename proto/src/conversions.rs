@@ -144,6 +144,7 @@ impl From<RoomEvent> for v1::RoomEvent {
             at: Some(ts(e.at_ms)),
             snapshot: None,
             segment,
+            suggestion: None,
         }
     }
 }

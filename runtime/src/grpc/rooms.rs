@@ -120,6 +120,7 @@ impl Rooms for RoomsService {
                     at: Some(conv::ts(now_ms())),
                     snapshot: Some(room),
                     segment: None,
+                    suggestion: None,
                 })
             }
             Ok(WatchItem::Event(e)) => Ok(e.into()),
