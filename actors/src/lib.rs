@@ -8,6 +8,8 @@
 //! - [`room`]: `RoomActor`, `RoomMsg`, `RoomError`, `RoomView`
 //! - [`room_supervisor`]: spawn on demand, restart with capped backoff
 //! - [`hub`]: per-room broadcast of events to watchers
+//! - [`embedder`]: `EmbedderActor`, dynamic batching in front of the embedding model
+//! - [`knowledge`]: `KnowledgeActor`, one entity's vector index, snapshot and rebuild
 //! - [`transcriber`]: `TranscriberActor`, per-room audio streams -> transcript segments
 //! - [`whisper_pool`]: shared whisper.cpp decoders, fair across rooms, bounded
 //!
@@ -25,7 +27,9 @@
 //! # });
 //! ```
 
+pub mod embedder;
 pub mod hub;
+pub mod knowledge;
 pub mod room;
 pub mod room_supervisor;
 pub mod transcriber;

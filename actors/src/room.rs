@@ -86,6 +86,27 @@ pub struct NewSegment {
     pub language: String,
 }
 
+/// Told about every transcript segment a room records (the runtime indexes them and
+/// looks for knowledge to suggest). Called from the transcriber; must not block.
+pub trait SegmentListener: Send + Sync {
+    fn on_segments(&self, room: &Room, segments: &[TranscriptSegment]);
+}
+
+/// A knowledge-base chunk that matches what someone just said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suggestion {
+    /// The chunk's id in the entity's index (the cooldown key).
+    pub item_id: u64,
+    pub text: String,
+    pub document_id: String,
+    pub filename: String,
+    pub chunk_index: u32,
+    pub score: f32,
+    pub answer_to_question: bool,
+    pub segment_seq: u64,
+    pub participant_id: String,
+}
+
 /// The room actor. All state lives in [`RoomState`].
 pub struct RoomActor;
 
@@ -118,6 +139,8 @@ pub struct RoomState {
     transcriber: Option<Transcription>,
     /// Audio streams open on the transcriber; a room with open streams is not idle.
     open_streams: Arc<AtomicUsize>,
+    /// Knowledge item id -> when it was last suggested here.
+    suggested: HashMap<u64, std::time::Instant>,
 }
 
 /// The room's transcriber and how often it failed.
@@ -163,7 +186,13 @@ pub enum RoomMsg {
     /// `transcript_segment` events).
     AppendTranscript {
         segments: Vec<NewSegment>,
-        reply: RpcReplyPort<Result<()>>,
+        reply: RpcReplyPort<Result<Vec<TranscriptSegment>>>,
+    },
+    /// Records a knowledge suggestion for what was just said, unless the same chunk was
+    /// suggested in this room within the cooldown.
+    Suggest {
+        suggestion: Suggestion,
+        cooldown: std::time::Duration,
     },
     /// Records that transcription fell behind and dropped audio.
     TranscriptionDegraded {
@@ -176,6 +205,7 @@ pub enum RoomMsg {
     Transcriber {
         pool: WhisperPool,
         vad: VadConfig,
+        listener: Option<Arc<dyn SegmentListener>>,
         reply: RpcReplyPort<Result<ActorRef<TranscriberMsg>>>,
     },
     /// Fault injection for supervision tests: the handler panics.
@@ -294,6 +324,7 @@ impl RoomState {
             touched: true,
             transcriber: None,
             open_streams: Arc::new(AtomicUsize::new(0)),
+            suggested: HashMap::new(),
         }
     }
 
@@ -423,7 +454,7 @@ impl RoomState {
         Ok(left)
     }
 
-    async fn append_transcript(&mut self, segments: Vec<NewSegment>) -> Result<()> {
+    async fn append_transcript(&mut self, segments: Vec<NewSegment>) -> Result<Vec<TranscriptSegment>> {
         if self.room.status.is_terminal() {
             return Err(RoomError::Ended { status: self.room.status });
         }
@@ -435,7 +466,33 @@ impl RoomState {
         for s in segments {
             draft.segment(s, at);
         }
-        self.commit(draft).await
+        let recorded = draft.segments.clone();
+        self.commit(draft).await?;
+        Ok(recorded)
+    }
+
+    async fn suggest(&mut self, s: Suggestion, cooldown: std::time::Duration) -> Result<()> {
+        let now = std::time::Instant::now();
+        self.suggested.retain(|_, at| now.duration_since(*at) < cooldown);
+        if self.suggested.contains_key(&s.item_id) {
+            return Ok(());
+        }
+        let data = json!({
+            "interaction_type": "proactive_tip",
+            "item_id": s.item_id,
+            "text": s.text,
+            "document_id": s.document_id,
+            "filename": s.filename,
+            "chunk_index": s.chunk_index,
+            "score": s.score,
+            "answer_to_question": s.answer_to_question,
+            "segment_seq": s.segment_seq,
+            "participant_id": s.participant_id,
+        });
+        self.record("suggestion", data).await?;
+        self.suggested.insert(s.item_id, now);
+        metrics::counter!("huddle_suggestions_total").increment(1);
+        Ok(())
     }
 
     async fn record(&mut self, kind: &str, data: serde_json::Value) -> Result<()> {
@@ -452,6 +509,7 @@ impl RoomState {
         myself: &ActorRef<RoomMsg>,
         pool: WhisperPool,
         vad: VadConfig,
+        listener: Option<Arc<dyn SegmentListener>>,
     ) -> Result<ActorRef<TranscriberMsg>> {
         let name = myself.get_name().map(|n| n.replacen("/room/", "/transcriber/", 1));
         let args = TranscriberArgs {
@@ -461,6 +519,8 @@ impl RoomState {
             pool,
             vad,
             open_streams: self.open_streams.clone(),
+            listener,
+            room_snapshot: self.room.clone(),
         };
         match Actor::spawn_linked(name, TranscriberActor, args, myself.get_cell()).await {
             Ok((actor, _)) => Ok(actor),
@@ -477,6 +537,7 @@ impl RoomState {
         myself: &ActorRef<RoomMsg>,
         pool: WhisperPool,
         vad: VadConfig,
+        listener: Option<Arc<dyn SegmentListener>>,
     ) -> Result<ActorRef<TranscriberMsg>> {
         if self.room.status != RoomStatus::Active {
             return Err(RoomError::NotActive { status: self.room.status });
@@ -487,7 +548,7 @@ impl RoomState {
             return Ok(t.actor.clone());
         }
         let restarts = self.transcriber.as_ref().map_or(0, |t| t.restarts);
-        let actor = self.spawn_transcriber(myself, pool, vad).await?;
+        let actor = self.spawn_transcriber(myself, pool, vad, listener).await?;
         self.transcriber = Some(Transcription { actor: actor.clone(), restarts });
         Ok(actor)
     }
@@ -594,8 +655,13 @@ impl Actor for RoomActor {
                 }
                 let _ = reply.send(());
             }
-            RoomMsg::Transcriber { pool, vad, reply } => {
-                let _ = reply.send(Box::pin(state.ensure_transcriber(&myself, pool, vad)).await);
+            RoomMsg::Transcriber { pool, vad, listener, reply } => {
+                let _ = reply.send(Box::pin(state.ensure_transcriber(&myself, pool, vad, listener)).await);
+            }
+            RoomMsg::Suggest { suggestion, cooldown } => {
+                if let Err(e) = Box::pin(state.suggest(suggestion, cooldown)).await {
+                    debug!(room_id = %state.room.id, error = %e, "suggestion not recorded");
+                }
             }
             RoomMsg::InjectPanic => {
                 panic!("injected panic in room {}", state.room.id);

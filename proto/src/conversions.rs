@@ -136,6 +136,7 @@ pub fn room(r: Room, participants: Vec<Participant>, effective_instructions: Str
 impl From<RoomEvent> for v1::RoomEvent {
     fn from(e: RoomEvent) -> Self {
         let segment = (e.kind == TRANSCRIPT_SEGMENT_EVENT).then(|| segment_of_event(&e));
+        let suggestion = (e.kind == SUGGESTION_EVENT).then(|| suggestion_of_event(&e));
         v1::RoomEvent {
             room_id: e.room_id,
             seq: e.seq,
@@ -144,7 +145,7 @@ impl From<RoomEvent> for v1::RoomEvent {
             at: Some(ts(e.at_ms)),
             snapshot: None,
             segment,
-            suggestion: None,
+            suggestion,
         }
     }
 }
@@ -166,6 +167,25 @@ fn segment_of_event(e: &RoomEvent) -> v1::TranscriptSegment {
         no_speech_prob: float("no_speech_prob"),
         language: text("language"),
         at: Some(ts(e.at_ms)),
+    }
+}
+
+/// The kind of the room event that carries a knowledge suggestion.
+pub const SUGGESTION_EVENT: &str = "suggestion";
+
+/// The typed suggestion of a `suggestion` event (missing fields are zero).
+fn suggestion_of_event(e: &RoomEvent) -> v1::Suggestion {
+    let d = &e.data;
+    let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+    v1::Suggestion {
+        text: text("text"),
+        document_id: text("document_id"),
+        filename: text("filename"),
+        chunk_index: d["chunk_index"].as_u64().unwrap_or_default() as u32,
+        score: d["score"].as_f64().unwrap_or_default() as f32,
+        answer_to_question: d["answer_to_question"].as_bool().unwrap_or_default(),
+        segment_seq: d["segment_seq"].as_u64().unwrap_or_default(),
+        participant_id: text("participant_id"),
     }
 }
 

@@ -17,10 +17,11 @@ use huddle_actors::transcriber::{TranscriberMsg, find_transcriber};
 use huddle_actors::whisper_pool::WhisperPool;
 use huddle_core::limits::{MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, MAX_PARTICIPANTS_CEILING};
 use huddle_core::{
-    ApiKey, Department, Entity, NewDepartment, NewEntity, NewParticipant, NewRoom, Participant, Room, RoomEvent,
-    RoomStatus, TranscriptSegment, effective_instructions, new_id, now_ms,
+    ApiKey, Department, Document, DocumentStatus, Entity, NewDepartment, NewEntity, NewParticipant, NewRoom,
+    Participant, Room, RoomEvent, RoomStatus, TranscriptSegment, effective_instructions, new_id, now_ms,
 };
 use huddle_models::audio::vad::VadConfig;
+use huddle_models::index::SearchFilter;
 use huddle_storage::{DepartmentUpdate, EntityUpdate, Page, PageRequest, RoomFilter};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
@@ -31,6 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::Runtime;
 use crate::auth::{Scope, generate_key};
 use crate::error::ApiError;
+use crate::knowledge::SearchHit;
 use crate::speech::AudioStream;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -52,6 +54,36 @@ pub enum WatchItem {
 
 /// A stream of watch items; it ends after the room ends.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchItem>> + Send>>;
+
+/// Longest search query, in characters.
+pub const MAX_QUERY_CHARS: usize = 2_000;
+
+/// What is known of an uploaded document before its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocumentUpload {
+    pub entity_id: String,
+    pub department_id: Option<String>,
+    pub filename: String,
+    /// `text/plain`, `text/markdown`, `application/pdf`, or empty to go by the extension.
+    pub content_type: String,
+}
+
+/// A knowledge search.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchRequest {
+    pub query: String,
+    pub entity_id: String,
+    pub department_id: Option<String>,
+    /// Hits wanted; 0 means 5, at most 100.
+    pub k: u32,
+    /// Cosine similarity floor, -1..=1.
+    pub min_score: f32,
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
 
 /// Operations as seen from one [`Scope`].
 #[derive(Clone)]
@@ -471,8 +503,11 @@ impl Api {
             if remaining.is_zero() {
                 return Err(ApiError::DeadlineExceeded(format!("room `{room_id}` did not answer in time")));
             }
-            let (p, v) = (pool.clone(), vad.clone());
-            match room.call(move |reply| RoomMsg::Transcriber { pool: p, vad: v, reply }, Some(remaining)).await {
+            let (p, v, l) = (pool.clone(), vad.clone(), self.rt.speech().listener());
+            match room
+                .call(move |reply| RoomMsg::Transcriber { pool: p, vad: v, listener: l, reply }, Some(remaining))
+                .await
+            {
                 Ok(CallResult::Success(Err(RoomError::Restarting { .. }))) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -490,6 +525,133 @@ impl Api {
     pub async fn get_transcript(&self, room_id: &str, page: PageRequest) -> Result<Page<TranscriptSegment>> {
         self.visible_room(room_id).await?;
         Ok(self.rt.store().list_transcript(room_id, page).await?)
+    }
+
+    // ---- knowledge ----
+
+    /// A department of `entity_id`, or an error naming the field.
+    async fn department_of(&self, entity_id: &str, department_id: Option<&str>) -> Result<()> {
+        if let Some(d) = department_id {
+            let dept = self.rt.store().get_department(d).await?;
+            if dept.entity_id != entity_id {
+                return Err(ApiError::invalid(
+                    "department_id",
+                    format!("department `{d}` is not a department of entity `{entity_id}`"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Accepts a document (text, Markdown or PDF) and ingests it in the background:
+    /// extract, chunk, embed, index. Returns the document with status PROCESSING; its id
+    /// is the job id for [`Api::get_ingest_job`].
+    pub async fn ingest_document(&self, upload: DocumentUpload, bytes: Vec<u8>) -> Result<Document> {
+        self.visible_entity(&upload.entity_id).await?;
+        self.department_of(&upload.entity_id, upload.department_id.as_deref()).await?;
+        check_name("filename", &upload.filename)?;
+        let max = self.rt.knowledge().config().max_document_bytes;
+        if bytes.is_empty() {
+            return Err(ApiError::invalid("data", "the document is empty"));
+        }
+        if bytes.len() > max {
+            return Err(ApiError::invalid(
+                "data",
+                format!("the document has {} bytes; the limit is {max}", bytes.len()),
+            ));
+        }
+        let now = now_ms();
+        let doc = Document {
+            id: new_id(),
+            entity_id: upload.entity_id,
+            department_id: upload.department_id,
+            filename: upload.filename,
+            content_type: upload.content_type,
+            bytes: bytes.len() as u64,
+            sha256: hex_sha256(&bytes),
+            status: DocumentStatus::Processing,
+            error: None,
+            chunks: 0,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        self.rt.knowledge().ingest(doc, bytes).await
+    }
+
+    /// The document an ingest job is about, with the job's status.
+    pub async fn get_ingest_job(&self, job_id: &str) -> Result<Document> {
+        check_id("job_id", job_id)?;
+        let doc = self.rt.store().get_document(job_id).await?;
+        if !self.scope.sees(&doc.entity_id) {
+            return Err(ApiError::NotFound { what: "document", id: job_id.to_string() });
+        }
+        Ok(doc)
+    }
+
+    pub async fn list_documents(&self, entity_id: &str, page: PageRequest) -> Result<Page<Document>> {
+        self.visible_entity(entity_id).await?;
+        Ok(self.rt.store().list_documents(entity_id, page).await?)
+    }
+
+    /// Deletes a document and its chunks; they stop matching searches at once. Returns
+    /// how many chunks went.
+    pub async fn delete_document(&self, id: &str) -> Result<usize> {
+        let doc = self.get_ingest_job(id).await?;
+        self.rt.knowledge().delete_document(&doc).await
+    }
+
+    /// The knowledge-base chunks of an entity (and, with a department, that
+    /// department's plus the entity-wide ones) most similar to `query`.
+    pub async fn search(&self, req: SearchRequest) -> Result<Vec<SearchHit>> {
+        let (k, min_score) = self.check_search(&req)?;
+        self.visible_entity(&req.entity_id).await?;
+        self.department_of(&req.entity_id, req.department_id.as_deref()).await?;
+        let filter = SearchFilter {
+            kinds: Some(vec![huddle_models::index::ItemKind::Document]),
+            department_id: req.department_id.clone(),
+            room_id: None,
+        };
+        self.rt.knowledge().search(&req.entity_id, &req.query, k, min_score, filter).await
+    }
+
+    /// What was said in one room, or all of an entity's rooms, most similar to `query`.
+    pub async fn search_transcripts(&self, req: SearchRequest, room_id: Option<&str>) -> Result<Vec<SearchHit>> {
+        let (k, min_score) = self.check_search(&req)?;
+        self.visible_entity(&req.entity_id).await?;
+        if let Some(r) = room_id {
+            let room = self.visible_room(r).await?;
+            if room.entity_id != req.entity_id {
+                return Err(ApiError::invalid(
+                    "room_id",
+                    format!("room `{r}` is not a room of entity `{}`", req.entity_id),
+                ));
+            }
+        }
+        let filter = SearchFilter {
+            kinds: Some(vec![huddle_models::index::ItemKind::Transcript]),
+            department_id: None,
+            room_id: room_id.map(str::to_string),
+        };
+        self.rt.knowledge().search(&req.entity_id, &req.query, k, min_score, filter).await
+    }
+
+    fn check_search(&self, req: &SearchRequest) -> Result<(usize, f32)> {
+        check_id("entity_id", &req.entity_id)?;
+        if req.query.trim().is_empty() {
+            return Err(ApiError::invalid("query", "must not be empty"));
+        }
+        if req.query.chars().count() > MAX_QUERY_CHARS {
+            return Err(ApiError::invalid("query", format!("must be at most {MAX_QUERY_CHARS} characters")));
+        }
+        let k = match req.k {
+            0 => 5,
+            k if k <= 100 => k as usize,
+            k => return Err(ApiError::invalid("k", format!("must be at most 100 (got {k})"))),
+        };
+        if !(-1.0..=1.0).contains(&req.min_score) {
+            return Err(ApiError::invalid("min_score", "must be between -1 and 1"));
+        }
+        Ok((k, req.min_score))
     }
 
     /// Fault injection for supervision tests: makes the room's transcriber panic.

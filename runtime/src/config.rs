@@ -29,7 +29,61 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub rooms: RoomsConfig,
     pub speech: SpeechConfig,
+    pub knowledge: KnowledgeConfig,
     pub log: LogConfig,
+}
+
+/// The knowledge base: embeddings, chunking, the index and live suggestions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnowledgeConfig {
+    /// Whether documents can be ingested and searched, and suggestions made.
+    pub enabled: bool,
+    /// Where `huddle models fetch` installs models (shared with speech). Unset:
+    /// `$HUDDLE_MODELS_DIR`, else `~/.cache/huddle/models`.
+    pub models_dir: Option<std::path::PathBuf>,
+    /// Download the embedding model on first use when it is not installed.
+    pub fetch_missing: bool,
+    /// Where each entity's index snapshot is kept. Unset: next to a SQLite database
+    /// (`huddle.db.index/`), in memory only for Postgres (rebuilt from storage at start).
+    pub index_dir: Option<std::path::PathBuf>,
+    /// Tokens per chunk. The model reads at most 256, so larger chunks would be partly
+    /// invisible to search.
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks.
+    pub chunk_overlap: usize,
+    /// Largest document accepted, in bytes.
+    pub max_document_bytes: usize,
+    /// Texts per embedding batch at most.
+    pub embed_max_batch: usize,
+    /// How long an embedding request waits for others to batch with, in milliseconds.
+    pub embed_max_wait_ms: u64,
+    /// Cosine similarity a knowledge chunk needs to be suggested. With all-MiniLM-L6-v2,
+    /// related sentence/paragraph pairs score about 0.5-0.75 and unrelated ones under 0.15.
+    pub suggestion_min_score: f32,
+    /// Suggestions made per transcript segment at most (a question gets one answer).
+    pub suggestions_per_segment: usize,
+    /// The same chunk is not suggested again in a room within this time.
+    pub suggestion_cooldown_ms: u64,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        KnowledgeConfig {
+            enabled: true,
+            models_dir: None,
+            fetch_missing: true,
+            index_dir: None,
+            chunk_tokens: 256,
+            chunk_overlap: 64,
+            max_document_bytes: 32 * 1024 * 1024,
+            embed_max_batch: 32,
+            embed_max_wait_ms: 2,
+            suggestion_min_score: 0.4,
+            suggestions_per_segment: 1,
+            suggestion_cooldown_ms: 300_000,
+        }
+    }
 }
 
 /// Speech to text: the whisper model, the shared decoders and voice-activity detection.
@@ -240,6 +294,22 @@ impl Config {
         }
         if self.speech.max_queued_audio_ms_per_room < u64::from(self.speech.max_utterance_ms) {
             return invalid("speech.max_queued_audio_ms_per_room must be at least speech.max_utterance_ms");
+        }
+        let k = &self.knowledge;
+        if !(16..=256).contains(&k.chunk_tokens) {
+            return invalid("knowledge.chunk_tokens must be between 16 and 256 (the model reads 256 tokens)");
+        }
+        if k.chunk_overlap >= k.chunk_tokens / 2 {
+            return invalid("knowledge.chunk_overlap must be under half of knowledge.chunk_tokens");
+        }
+        if !(1..=256).contains(&k.embed_max_batch) {
+            return invalid("knowledge.embed_max_batch must be between 1 and 256");
+        }
+        if !(-1.0..=1.0).contains(&k.suggestion_min_score) {
+            return invalid("knowledge.suggestion_min_score must be between -1 and 1");
+        }
+        if k.max_document_bytes == 0 {
+            return invalid("knowledge.max_document_bytes must be above 0");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format must be `text` or `json`");

@@ -4,6 +4,7 @@
 //! # Layout
 //! - `entities`: `huddle.v1.Entities`
 //! - `rooms`: `huddle.v1.Rooms`
+//! - `knowledge`: `huddle.v1.Knowledge`
 //! - `metrics`: request counts and latencies per method
 
 use std::sync::Arc;
@@ -14,10 +15,12 @@ use crate::auth::Authenticator;
 use crate::{Api, Runtime};
 
 mod entities;
+mod knowledge;
 mod metrics;
 mod rooms;
 
 pub use entities::EntitiesService;
+pub use knowledge::KnowledgeService;
 pub use metrics::MetricsLayer;
 pub use rooms::RoomsService;
 
@@ -46,6 +49,10 @@ impl Services {
 
     pub fn rooms(&self) -> RoomsService {
         RoomsService(self.clone())
+    }
+
+    pub fn knowledge(&self) -> KnowledgeService {
+        KnowledgeService(self.clone())
     }
 }
 

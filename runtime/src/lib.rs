@@ -14,6 +14,8 @@
 //! - [`http`]: `/healthz` and Prometheus `/metrics`
 //! - [`server`]: binding listeners, serving, graceful shutdown
 //! - `root`: the root supervisor actor
+//! - `knowledge`: the embedding model and batching actor, one index actor per
+//!   entity, ingest jobs, search and live suggestions
 //! - `speech`: the whisper model and decoder pool (loaded on first use) and
 //!   [`AudioStream`], one participant's audio going into a room
 //!
@@ -64,14 +66,16 @@ pub mod config;
 mod error;
 pub mod grpc;
 pub mod http;
+mod knowledge;
 mod root;
 pub mod server;
 mod speech;
 
-pub use api::{Api, RoomDetails, WatchItem};
+pub use api::{Api, DocumentUpload, RoomDetails, SearchRequest, WatchItem};
 pub use auth::Scope;
-pub use config::{Config, ConfigError, RoomsConfig, SpeechConfig};
+pub use config::{Config, ConfigError, KnowledgeConfig, RoomsConfig, SpeechConfig};
 pub use error::{ApiError, RuntimeError};
+pub use knowledge::SearchHit;
 pub use speech::{AudioStream, MAX_AUDIO_CHUNK_BYTES};
 
 /// A running huddle runtime. Cheap to clone; every clone is the same runtime.
@@ -88,6 +92,7 @@ struct Inner {
     request_timeout: Duration,
     drain_timeout: Duration,
     speech: speech::Speech,
+    knowledge: Arc<knowledge::Knowledge>,
     /// Cancelled when the runtime begins to shut down; ends watch streams.
     closing: CancellationToken,
 }
@@ -98,6 +103,7 @@ pub struct RuntimeBuilder {
     store: Option<DynStore>,
     rooms: RoomsConfig,
     speech: SpeechConfig,
+    knowledge: KnowledgeConfig,
     request_timeout: Duration,
 }
 
@@ -108,6 +114,7 @@ impl Runtime {
             store: None,
             rooms: RoomsConfig::default(),
             speech: SpeechConfig::default(),
+            knowledge: KnowledgeConfig::default(),
             request_timeout: Duration::from_millis(config::ServerConfig::default().request_timeout_ms),
         }
     }
@@ -144,6 +151,16 @@ impl Runtime {
         &self.inner.speech
     }
 
+    pub(crate) fn knowledge(&self) -> &Arc<knowledge::Knowledge> {
+        &self.inner.knowledge
+    }
+
+    /// Loads the embedding model now rather than on first use (fetching it first if it
+    /// is missing and allowed).
+    pub async fn warm_up_knowledge(&self) -> Result<(), ApiError> {
+        self.inner.knowledge.model().await.map(|_| ())
+    }
+
     /// Loads the speech model and starts the decoder pool now rather than on the first
     /// audio stream (fetching the model first if it is missing and allowed).
     pub async fn warm_up_speech(&self) -> Result<huddle_actors::WhisperPool, ApiError> {
@@ -174,6 +191,7 @@ impl Runtime {
     /// (up to the drain timeout), then stops the actor tree. Idempotent.
     pub async fn shutdown(&self) {
         self.inner.closing.cancel();
+        self.inner.knowledge.shutdown().await;
         if let Some(sup) = root::room_supervisor(&self.inner.namespace) {
             let timeout = self.inner.drain_timeout;
             let wait = timeout + Duration::from_secs(1);
@@ -204,6 +222,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Knowledge-base settings (embeddings, chunking, index snapshots, suggestions).
+    pub fn knowledge(mut self, knowledge: KnowledgeConfig) -> Self {
+        self.knowledge = knowledge;
+        self
+    }
+
     /// Speech to text settings (model, decoders, voice-activity detection).
     pub fn speech(mut self, speech: SpeechConfig) -> Self {
         self.speech = speech;
@@ -218,11 +242,26 @@ impl RuntimeBuilder {
 
     /// Opens the store (creating and migrating it) and starts the actor tree.
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
+        let mut knowledge_config = self.knowledge;
         let store = match self.store {
             Some(s) => s,
-            None => huddle_storage::open(&self.database_url).await?,
+            None => {
+                if knowledge_config.index_dir.is_none() {
+                    knowledge_config.index_dir = knowledge::default_index_dir(&self.database_url);
+                }
+                huddle_storage::open(&self.database_url).await?
+            }
         };
         let namespace = format!("rt-{}", &huddle_core::new_id()[24..]);
+        let interrupted = store.fail_interrupted_documents().await?;
+        if interrupted > 0 {
+            tracing::warn!(documents = interrupted, "ingest jobs interrupted by the last stop were marked FAILED");
+        }
+        let knowledge = Arc::new(knowledge::Knowledge::new(knowledge_config, namespace.clone(), store.clone()));
+        let listener: Arc<dyn huddle_actors::room::SegmentListener> = Arc::new(knowledge::SuggestionListener {
+            knowledge: Arc::downgrade(&knowledge),
+            namespace: namespace.clone(),
+        });
         let hub = RoomHub::new(self.rooms.watch_buffer);
         let args = root::RootArgs {
             namespace: namespace.clone(),
@@ -244,7 +283,8 @@ impl RuntimeBuilder {
                 root,
                 request_timeout: self.request_timeout,
                 drain_timeout: Duration::from_millis(self.rooms.drain_timeout_ms),
-                speech: speech::Speech::new(self.speech),
+                speech: speech::Speech::new(self.speech, Some(listener)),
+                knowledge,
                 closing: CancellationToken::new(),
             }),
         })

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use huddle_proto::v1::entities_server::EntitiesServer;
+use huddle_proto::v1::knowledge_server::KnowledgeServer;
 use huddle_proto::v1::rooms_server::RoomsServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -142,7 +143,6 @@ impl Server {
 
         let grpc_addr = grpc.local_addr().ok();
         let grpc_server = tonic::transport::Server::builder()
-            .timeout(Duration::from_millis(config.server.request_timeout_ms.max(1)) * 2)
             .layer(crate::grpc::MetricsLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -152,6 +152,11 @@ impl Server {
             )
             .add_service(
                 RoomsServer::new(services.rooms()).max_decoding_message_size(max).max_encoding_message_size(max),
+            )
+            .add_service(
+                KnowledgeServer::new(services.knowledge())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
             )
             .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(grpc)), {
                 let t = stop_serving.clone();

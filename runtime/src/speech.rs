@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use huddle_actors::room::RoomMsg;
+use huddle_actors::room::{RoomMsg, SegmentListener};
 use huddle_actors::transcriber::{StreamSummary, TranscriberMsg};
 use huddle_actors::whisper_pool::{WhisperPool, WhisperPoolConfig};
 use huddle_models::audio::resample::Resampler;
@@ -27,11 +27,17 @@ pub(crate) struct Speech {
     config: SpeechConfig,
     pool: OnceCell<WhisperPool>,
     next_stream: AtomicU64,
+    listener: Option<Arc<dyn SegmentListener>>,
 }
 
 impl Speech {
-    pub fn new(config: SpeechConfig) -> Self {
-        Speech { config, pool: OnceCell::new(), next_stream: AtomicU64::new(1) }
+    pub fn new(config: SpeechConfig, listener: Option<Arc<dyn SegmentListener>>) -> Self {
+        Speech { config, pool: OnceCell::new(), next_stream: AtomicU64::new(1), listener }
+    }
+
+    /// Told about every recorded transcript segment.
+    pub fn listener(&self) -> Option<Arc<dyn SegmentListener>> {
+        self.listener.clone()
     }
 
     pub fn vad(&self) -> VadConfig {
@@ -222,7 +228,8 @@ impl AudioStream {
     async fn reopen(&mut self) -> Result<(), ApiError> {
         for _ in 0..50 {
             let (pool, vad) = (self.pool.clone(), self.vad.clone());
-            let got = ractor::call_t!(self.room, |reply| RoomMsg::Transcriber { pool, vad, reply }, 5_000);
+            let listener = self.api.runtime().speech().listener();
+            let got = ractor::call_t!(self.room, |reply| RoomMsg::Transcriber { pool, vad, listener, reply }, 5_000);
             match got {
                 Ok(Ok(t)) if t.get_id() != self.transcriber.get_id() => {
                     t.cast(TranscriberMsg::Open {

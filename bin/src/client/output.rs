@@ -441,6 +441,17 @@ pub fn event_text(e: &v1::RoomEvent) -> String {
     if let Some(s) = &e.segment {
         return format!("{at} #{} said {}", e.seq, segment_text(s, &s.participant_id));
     }
+    if let Some(s) = &e.suggestion {
+        let kind = if s.answer_to_question { "answer" } else { "suggestion" };
+        return format!(
+            "{at} #{} {kind} ({:.2}) from {} #{}: {}\n",
+            e.seq,
+            s.score,
+            s.filename,
+            s.chunk_index,
+            crate::client::kb::one_line(&s.text, 160)
+        );
+    }
     match &e.snapshot {
         Some(r) => {
             let present = r.participants.iter().filter(|p| p.left_at.is_none()).count();

@@ -5,6 +5,7 @@
 mod common;
 mod dead_database;
 mod grpc;
+mod knowledge;
 mod rooms;
 mod speech;
 mod supervision;

@@ -27,7 +27,7 @@ fn models_dir() -> PathBuf {
     }
 }
 
-fn model_path() -> PathBuf {
+pub fn model_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         static LOCK: Mutex<()> = Mutex::new(());
@@ -49,7 +49,7 @@ async fn runtime(dir: &Path, speech: SpeechConfig) -> Runtime {
 }
 
 /// espeak-ng speech at its native 22 050 Hz, as PCM16 bytes.
-fn speak_pcm16(text: &str) -> (Vec<u8>, u32) {
+pub fn speak_pcm16(text: &str) -> (Vec<u8>, u32) {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("s.wav");
     let status = std::process::Command::new("espeak-ng")
@@ -64,7 +64,7 @@ fn speak_pcm16(text: &str) -> (Vec<u8>, u32) {
 }
 
 /// `pcm` followed by `silence_ms` of silence.
-fn with_silence(mut pcm: Vec<u8>, rate: u32, silence_ms: u32) -> Vec<u8> {
+pub fn with_silence(mut pcm: Vec<u8>, rate: u32, silence_ms: u32) -> Vec<u8> {
     pcm.resize(pcm.len() + (rate * silence_ms / 1000) as usize * 2, 0);
     pcm
 }

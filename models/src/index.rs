@@ -1,0 +1,561 @@
+//! An in-process vector index: HNSW (`hnsw_rs`) over L2-normalised f32 embeddings,
+//! scored by cosine similarity (= dot product), with metadata filters, immediate
+//! deletes and a checksummed snapshot file.
+//!
+//! - Distance: `1 - dot`, in f32. hnsw_rs's own `DistCosine` computes in f64 and its
+//!   `DistDot` asserts a non-negative dot product, which unrelated texts can violate.
+//! - Deletes: HNSW graphs cannot drop nodes, so a removed item is a tombstone that every
+//!   search filters out at once; [`VectorIndex::compact`] rebuilds without them, and
+//!   [`VectorIndex::remove`] does that by itself when tombstones pass a quarter.
+//! - Filters: by item kind, department (an item without a department matches every
+//!   department: entity-wide documents are visible to all) and room. When the filtered
+//!   HNSW search finds fewer than k hits, an exact scan over the matching items fills in,
+//!   so a selective filter still gets k hits when k exist.
+//! - Snapshot: vectors and metadata (not the graph), checksummed with SHA-256; loading
+//!   verifies everything and rebuilds the graph with parallel insertion.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use hnsw_rs::prelude::{Distance, Hnsw};
+use sha2::{Digest, Sha256};
+
+const MAGIC: &[u8; 8] = b"HUDDLEIX";
+const VERSION: u32 = 1;
+/// Tombstones above this share of the graph trigger a rebuild.
+const COMPACT_FRACTION: f64 = 0.25;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("vector has {got} dimensions, the index has {want}")]
+    Dimension { got: usize, want: usize },
+    #[error("vector holds a value that is not a finite number")]
+    NotFinite,
+    #[error("index snapshot {path}: {message}")]
+    Snapshot { path: String, message: String },
+    #[error("cannot write index snapshot {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What an indexed item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemKind {
+    /// A chunk of a knowledge-base document.
+    Document,
+    /// A transcript segment.
+    Transcript,
+}
+
+/// What filters can select an item by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemMeta {
+    pub kind: Option<ItemKind>,
+    pub department_id: Option<String>,
+    pub room_id: Option<String>,
+    pub document_id: Option<String>,
+}
+
+/// Which items a search may return; `None` fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchFilter {
+    pub kinds: Option<Vec<ItemKind>>,
+    /// Items of this department and items of no department.
+    pub department_id: Option<String>,
+    pub room_id: Option<String>,
+}
+
+impl SearchFilter {
+    fn matches(&self, m: &ItemMeta) -> bool {
+        self.kinds.as_ref().is_none_or(|k| m.kind.is_some_and(|kind| k.contains(&kind)))
+            && self.department_id.as_ref().is_none_or(|d| m.department_id.as_ref().is_none_or(|md| md == d))
+            && self.room_id.as_ref().is_none_or(|r| m.room_id.as_ref() == Some(r))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.kinds.is_none() && self.department_id.is_none() && self.room_id.is_none()
+    }
+}
+
+/// A search result: the item's id and its cosine similarity to the query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub id: u64,
+    pub score: f32,
+}
+
+/// HNSW parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexConfig {
+    pub dim: usize,
+    /// M: links per node and layer.
+    pub max_connections: usize,
+    pub ef_construction: usize,
+    /// Default search breadth (raised to k when k is larger).
+    pub ef_search: usize,
+    /// Expected size, to size tables up front.
+    pub capacity_hint: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig { dim: 384, max_connections: 16, ef_construction: 200, ef_search: 64, capacity_hint: 10_000 }
+    }
+}
+
+/// `1 - a·b` for unit vectors: 0 for identical, 2 for opposite.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DotDistance;
+
+/// The dot product, in f32 with eight independent accumulators (vectorised by the
+/// compiler).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for i in 0..chunks {
+        let (x, y) = (&a[i * 8..i * 8 + 8], &b[i * 8..i * 8 + 8]);
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len().min(b.len()) {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+impl Distance<f32> for DotDistance {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        (1.0 - dot(va, vb)).max(0.0)
+    }
+}
+
+struct Slot {
+    id: u64,
+    meta: ItemMeta,
+    alive: bool,
+}
+
+/// See the module docs.
+pub struct VectorIndex {
+    config: IndexConfig,
+    hnsw: Hnsw<'static, f32, DotDistance>,
+    /// Internal (HNSW) id -> item.
+    slots: Vec<Slot>,
+    /// Vectors by internal id, contiguous.
+    vectors: Vec<f32>,
+    /// External id -> internal id of its live slot.
+    live: HashMap<u64, usize>,
+}
+
+impl std::fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndex").field("config", &self.config).field("len", &self.live.len()).finish()
+    }
+}
+
+fn new_hnsw(config: &IndexConfig, capacity: usize) -> Hnsw<'static, f32, DotDistance> {
+    let capacity = capacity.max(1_000);
+    let layers = 16.min((capacity as f64).ln().ceil() as usize).max(4);
+    let mut h = Hnsw::new(config.max_connections, capacity, layers, config.ef_construction, DotDistance);
+    h.set_searching_mode(false);
+    h
+}
+
+impl VectorIndex {
+    pub fn new(config: IndexConfig) -> VectorIndex {
+        let hnsw = new_hnsw(&config, config.capacity_hint);
+        VectorIndex { config, hnsw, slots: Vec::new(), vectors: Vec::new(), live: HashMap::new() }
+    }
+
+    pub fn config(&self) -> &IndexConfig {
+        &self.config
+    }
+
+    /// Live items.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// The largest live id.
+    pub fn max_id(&self) -> Option<u64> {
+        self.live.keys().copied().max()
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.live.contains_key(&id)
+    }
+
+    fn check(&self, v: &[f32]) -> Result<(), IndexError> {
+        if v.len() != self.config.dim {
+            return Err(IndexError::Dimension { got: v.len(), want: self.config.dim });
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(IndexError::NotFinite);
+        }
+        Ok(())
+    }
+
+    fn vector(&self, slot: usize) -> &[f32] {
+        &self.vectors[slot * self.config.dim..(slot + 1) * self.config.dim]
+    }
+
+    fn push_slot(&mut self, id: u64, vector: &[f32], meta: ItemMeta) -> usize {
+        if let Some(old) = self.live.remove(&id) {
+            self.slots[old].alive = false;
+        }
+        let slot = self.slots.len();
+        self.slots.push(Slot { id, meta, alive: true });
+        self.vectors.extend_from_slice(vector);
+        self.live.insert(id, slot);
+        slot
+    }
+
+    /// Adds an item; an item with the same id is replaced.
+    pub fn insert(&mut self, id: u64, vector: &[f32], meta: ItemMeta) -> Result<(), IndexError> {
+        self.check(vector)?;
+        let slot = self.push_slot(id, vector, meta);
+        self.hnsw.insert_slice((vector, slot));
+        Ok(())
+    }
+
+    /// Adds many items, inserting into the graph in parallel.
+    pub fn insert_batch(&mut self, items: Vec<(u64, Vec<f32>, ItemMeta)>) -> Result<(), IndexError> {
+        for (_, v, _) in &items {
+            self.check(v)?;
+        }
+        let first = self.slots.len();
+        for (id, v, meta) in items {
+            self.push_slot(id, &v, meta);
+        }
+        let dim = self.config.dim;
+        let batch: Vec<(&[f32], usize)> =
+            (first..self.slots.len()).map(|s| (&self.vectors[s * dim..(s + 1) * dim], s)).collect();
+        if batch.len() < 64 {
+            for item in batch {
+                self.hnsw.insert_slice(item);
+            }
+        } else {
+            self.hnsw.parallel_insert_slice(&batch);
+        }
+        Ok(())
+    }
+
+    /// Removes an item; searches stop returning it at once.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let Some(slot) = self.live.remove(&id) else { return false };
+        self.slots[slot].alive = false;
+        let dead = self.slots.len() - self.live.len();
+        if dead as f64 > COMPACT_FRACTION * self.slots.len() as f64 && self.slots.len() > 64 {
+            self.compact();
+        }
+        true
+    }
+
+    /// Rebuilds the graph without removed items.
+    pub fn compact(&mut self) {
+        let items: Vec<(u64, Vec<f32>, ItemMeta)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.alive)
+            .map(|(i, s)| (s.id, self.vector(i).to_vec(), s.meta.clone()))
+            .collect();
+        let mut fresh = VectorIndex::new(IndexConfig { capacity_hint: items.len(), ..self.config });
+        fresh.insert_batch(items).expect("vectors were checked when first inserted");
+        *self = fresh;
+    }
+
+    /// The `k` items most similar to `query` that pass `filter`, best first. `ef`
+    /// overrides the configured search breadth.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: &SearchFilter,
+    ) -> Result<Vec<Hit>, IndexError> {
+        self.check(query)?;
+        if k == 0 || self.live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ef = ef.unwrap_or(self.config.ef_search).max(k);
+        let accept = |slot: &usize| {
+            let s = &self.slots[*slot];
+            s.alive && filter.matches(&s.meta)
+        };
+        let all_alive = self.live.len() == self.slots.len();
+        let found = if filter.is_empty() && all_alive {
+            self.hnsw.search(query, k, ef)
+        } else {
+            self.hnsw.search_filter(query, k, ef, Some(&accept))
+        };
+        let mut hits: Vec<Hit> = found
+            .into_iter()
+            .filter(|n| accept(&n.d_id))
+            .map(|n| Hit { id: self.slots[n.d_id].id, score: 1.0 - n.distance })
+            .collect();
+        if hits.len() < k {
+            // a selective filter: the exact answer over the matching items
+            let mut exact: Vec<Hit> = (0..self.slots.len())
+                .filter(accept)
+                .map(|s| Hit { id: self.slots[s].id, score: dot(query, self.vector(s)) })
+                .collect();
+            exact.sort_by(|a, b| b.score.total_cmp(&a.score));
+            exact.truncate(k);
+            hits = exact;
+        }
+        // hnsw_rs reports the distance it computed; recompute scores exactly
+        for h in &mut hits {
+            if let Some(&s) = self.live.get(&h.id) {
+                h.score = dot(query, self.vector(s));
+            }
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(hits)
+    }
+
+    /// Writes the live items (ids, metadata, vectors) to `path` atomically, with a
+    /// checksum.
+    pub fn save(&self, path: &Path) -> Result<(), IndexError> {
+        let werr = |source| IndexError::Write { path: path.display().to_string(), source };
+        let mut body = Vec::with_capacity(self.live.len() * (self.config.dim * 4 + 64));
+        body.extend_from_slice(&(self.config.dim as u32).to_le_bytes());
+        body.extend_from_slice(&(self.live.len() as u64).to_le_bytes());
+        for (i, s) in self.slots.iter().enumerate().filter(|(_, s)| s.alive) {
+            body.extend_from_slice(&s.id.to_le_bytes());
+            body.push(match s.meta.kind {
+                None => 0,
+                Some(ItemKind::Document) => 1,
+                Some(ItemKind::Transcript) => 2,
+            });
+            for field in [&s.meta.department_id, &s.meta.room_id, &s.meta.document_id] {
+                match field {
+                    None => body.extend_from_slice(&u32::MAX.to_le_bytes()),
+                    Some(v) => {
+                        body.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                        body.extend_from_slice(v.as_bytes());
+                    }
+                }
+            }
+            for x in self.vector(i) {
+                body.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new().prefix(".index-").tempfile_in(dir).map_err(werr)?;
+        tmp.write_all(MAGIC).map_err(werr)?;
+        tmp.write_all(&VERSION.to_le_bytes()).map_err(werr)?;
+        tmp.write_all(&body).map_err(werr)?;
+        tmp.write_all(&Sha256::digest(&body)).map_err(werr)?;
+        tmp.as_file().sync_all().map_err(werr)?;
+        tmp.persist(path).map_err(|e| werr(e.error))?;
+        Ok(())
+    }
+
+    /// Reads a snapshot written by [`Self::save`]. Anything wrong with the file (missing,
+    /// truncated, corrupt, another version or dimension) is an error, never a panic.
+    pub fn load(path: &Path, expected_dim: usize) -> Result<VectorIndex, IndexError> {
+        let bad = |message: String| IndexError::Snapshot { path: path.display().to_string(), message };
+        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        if bytes.len() < 8 + 4 + 12 + 32 || &bytes[..8] != MAGIC {
+            return Err(bad("not an index snapshot".into()));
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+        if version != VERSION {
+            return Err(bad(format!("format version {version}, this build reads {VERSION}")));
+        }
+        let (body, sum) = bytes[12..].split_at(bytes.len() - 12 - 32);
+        if Sha256::digest(body).as_slice() != sum {
+            return Err(bad("checksum mismatch: the file is corrupt".into()));
+        }
+        let mut r = Reader { b: body, at: 0 };
+        let dim = r.u32().ok_or_else(|| bad("truncated".into()))? as usize;
+        if dim != expected_dim {
+            return Err(bad(format!("vectors have {dim} dimensions, expected {expected_dim}")));
+        }
+        let count = r.u64().ok_or_else(|| bad("truncated".into()))? as usize;
+        let mut items = Vec::with_capacity(count.min(body.len() / (dim * 4).max(1)));
+        for _ in 0..count {
+            let item = (|| {
+                let id = r.u64()?;
+                let kind = match r.u8()? {
+                    0 => None,
+                    1 => Some(ItemKind::Document),
+                    2 => Some(ItemKind::Transcript),
+                    _ => return None,
+                };
+                let mut fields = [None, None, None];
+                for f in &mut fields {
+                    let len = r.u32()?;
+                    if len != u32::MAX {
+                        *f = Some(String::from_utf8(r.take(len as usize)?.to_vec()).ok()?);
+                    }
+                }
+                let [department_id, room_id, document_id] = fields;
+                let raw = r.take(dim * 4)?;
+                let v: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                Some((id, v, ItemMeta { kind, department_id, room_id, document_id }))
+            })()
+            .ok_or_else(|| bad("truncated or malformed item".into()))?;
+            items.push(item);
+        }
+        if r.at != body.len() {
+            return Err(bad("trailing bytes".into()));
+        }
+        let mut index = VectorIndex::new(IndexConfig { dim, capacity_hint: items.len(), ..IndexConfig::default() });
+        index.insert_batch(items).map_err(|e| bad(e.to_string()))?;
+        Ok(index)
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.b.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|s| s[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic unit vectors in `clusters` clusters.
+    fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut rnd = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let centres: Vec<Vec<f32>> = (0..20).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
+        (0..n)
+            .map(|i| {
+                let c = &centres[i % centres.len()];
+                let mut v: Vec<f32> = c.iter().map(|x| x + 0.6 * rnd()).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= norm);
+                v
+            })
+            .collect()
+    }
+
+    fn meta(i: usize) -> ItemMeta {
+        ItemMeta {
+            kind: Some(if i.is_multiple_of(2) { ItemKind::Document } else { ItemKind::Transcript }),
+            department_id: i.is_multiple_of(3).then(|| "sales".to_string()),
+            room_id: (i % 2 == 1).then(|| format!("room-{}", i % 5)),
+            document_id: None,
+        }
+    }
+
+    fn brute(vs: &[Vec<f32>], q: &[f32], k: usize, ok: impl Fn(usize) -> bool) -> Vec<u64> {
+        let mut all: Vec<(u64, f32)> = (0..vs.len()).filter(|&i| ok(i)).map(|i| (i as u64, dot(q, &vs[i]))).collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1));
+        all.into_iter().take(k).map(|h| h.0).collect()
+    }
+
+    #[test]
+    fn recall_filters_removal_and_snapshots() {
+        let dim = 64;
+        let vs = vectors(4_000, dim, 7);
+        let mut index = VectorIndex::new(IndexConfig { dim, capacity_hint: 4_000, ..IndexConfig::default() });
+        index.insert_batch(vs.iter().enumerate().map(|(i, v)| (i as u64, v.clone(), meta(i))).collect()).unwrap();
+        assert_eq!(index.len(), 4_000);
+        let queries = vectors(50, dim, 99);
+        let mut found = 0;
+        for q in &queries {
+            let hits = index.search(q, 10, Some(128), &SearchFilter::default()).unwrap();
+            let truth = brute(&vs, q, 10, |_| true);
+            found += hits.iter().filter(|h| truth.contains(&h.id)).count();
+            assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+        }
+        let recall = found as f64 / (10 * queries.len()) as f64;
+        assert!(recall >= 0.95, "recall@10 {recall}");
+
+        // filters: only matching items, and still k of them
+        let f = SearchFilter {
+            kinds: Some(vec![ItemKind::Transcript]),
+            room_id: Some("room-3".into()),
+            ..Default::default()
+        };
+        let hits = index.search(&queries[0], 10, None, &f).unwrap();
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|h| h.id % 2 == 1 && h.id % 5 == 3), "{hits:?}");
+        let dept = SearchFilter { department_id: Some("support".into()), ..Default::default() };
+        let hits = index.search(&queries[1], 20, None, &dept).unwrap();
+        assert!(hits.iter().all(|h| h.id % 3 != 0), "sales items are not support's");
+
+        // removal is immediate; replacing an id keeps one copy
+        let top = index.search(&queries[2], 1, None, &SearchFilter::default()).unwrap()[0];
+        assert!(index.remove(top.id));
+        assert!(!index.remove(top.id));
+        assert!(index.search(&queries[2], 10, None, &SearchFilter::default()).unwrap().iter().all(|h| h.id != top.id));
+        index.insert(5, &queries[3], meta(5)).unwrap();
+        assert_eq!(index.search(&queries[3], 1, None, &SearchFilter::default()).unwrap()[0].id, 5);
+        assert_eq!(index.len(), 3_999);
+
+        // snapshots round-trip, and bad files are errors
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.hnsw");
+        index.save(&path).unwrap();
+        let back = VectorIndex::load(&path, dim).unwrap();
+        assert_eq!(back.len(), index.len());
+        assert_eq!(back.max_id(), index.max_id());
+        for q in &queries[..5] {
+            let a: Vec<u64> =
+                index.search(q, 5, Some(200), &SearchFilter::default()).unwrap().iter().map(|h| h.id).collect();
+            let b: Vec<u64> =
+                back.search(q, 5, Some(200), &SearchFilter::default()).unwrap().iter().map(|h| h.id).collect();
+            assert_eq!(a, b);
+        }
+        assert!(!back.contains(top.id));
+        assert!(VectorIndex::load(&path, dim + 1).is_err());
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0, 7, 12, 40, bytes.len() / 2, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert!(VectorIndex::load(&path, dim).is_err(), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        flipped[bytes.len() / 3] ^= 1;
+        std::fs::write(&path, &flipped).unwrap();
+        assert!(VectorIndex::load(&path, dim).unwrap_err().to_string().contains("checksum"));
+        assert!(VectorIndex::load(&dir.path().join("absent"), dim).is_err());
+    }
+
+    #[test]
+    fn bad_vectors_are_refused_and_negative_dots_are_fine() {
+        let mut index = VectorIndex::new(IndexConfig { dim: 2, ..IndexConfig::default() });
+        assert!(matches!(index.insert(1, &[1.0], ItemMeta::default()), Err(IndexError::Dimension { .. })));
+        assert!(matches!(index.insert(1, &[f32::NAN, 0.0], ItemMeta::default()), Err(IndexError::NotFinite)));
+        index.insert(1, &[1.0, 0.0], ItemMeta::default()).unwrap();
+        index.insert(2, &[-1.0, 0.0], ItemMeta::default()).unwrap();
+        let hits = index.search(&[1.0, 0.0], 2, None, &SearchFilter::default()).unwrap();
+        assert_eq!(hits[0], Hit { id: 1, score: 1.0 });
+        assert_eq!(hits[1], Hit { id: 2, score: -1.0 });
+    }
+}

@@ -1,0 +1,297 @@
+//! The knowledge base end to end with the real all-MiniLM-L6-v2 weights: ingest (text,
+//! Markdown, PDF), search with department and entity scoping, deletes, index snapshots
+//! and rebuilds, transcript search, and live suggestions from streamed speech.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use huddle_core::{DocumentStatus, NewDepartment};
+use huddle_models::fetch::fetch_embedder;
+use huddle_runtime::{Api, ApiError, DocumentUpload, KnowledgeConfig, Runtime, SearchRequest, WatchItem};
+use huddle_storage::PageRequest;
+use tokio_stream::StreamExt;
+
+use crate::common::{entity, eventually, human, room};
+
+const REFUNDS: &str = "# Refund policy\n\nCustomers on an annual plan can ask for a full refund within 30 days of \
+                       purchase. Refunds go back to the original payment method and take five business days.\n";
+const SECURITY: &str = "# Security\n\nAll customer data is encrypted at rest with AES-256 and in transit with TLS. \
+                        Data is stored in Frankfurt and never leaves the European Union.\n";
+const ONBOARDING: &str = "New enterprise customers get a dedicated onboarding manager for sixty days. The kickoff \
+                          call happens within three business days of signing.";
+
+fn models_dir() -> PathBuf {
+    match std::env::var_os("HUDDLE_MODELS_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("models"),
+    }
+}
+
+/// Installs the embedding model once per test process.
+fn install() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        static LOCK: Mutex<()> = Mutex::new(());
+        let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        fetch_embedder(&models_dir(), &|_| {}).expect("fetch the embedding model");
+        models_dir()
+    })
+    .clone()
+}
+
+fn config(index_dir: Option<PathBuf>) -> KnowledgeConfig {
+    KnowledgeConfig { models_dir: Some(install()), fetch_missing: false, index_dir, ..KnowledgeConfig::default() }
+}
+
+async fn runtime(dir: &Path, index: bool) -> Runtime {
+    let cfg = tokio::task::spawn_blocking({
+        let idx = index.then(|| dir.join("index"));
+        move || config(idx)
+    })
+    .await
+    .unwrap();
+    let url = format!("sqlite://{}", dir.join("kb.db").display());
+    Runtime::builder().database_url(url).knowledge(cfg).build().await.unwrap()
+}
+
+fn upload(entity_id: &str, department_id: Option<&str>, filename: &str) -> DocumentUpload {
+    DocumentUpload {
+        entity_id: entity_id.into(),
+        department_id: department_id.map(str::to_string),
+        filename: filename.into(),
+        content_type: String::new(),
+    }
+}
+
+async fn ingest(api: &Api, up: DocumentUpload, bytes: &[u8]) -> huddle_core::Document {
+    let doc = api.ingest_document(up, bytes.to_vec()).await.unwrap();
+    assert_eq!(doc.status, DocumentStatus::Processing);
+    let id = doc.id.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = api.get_ingest_job(&id).await.unwrap();
+        if d.status != DocumentStatus::Processing {
+            return d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "ingest did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn search(entity_id: &str, query: &str, department_id: Option<&str>) -> SearchRequest {
+    SearchRequest {
+        query: query.into(),
+        entity_id: entity_id.into(),
+        department_id: department_id.map(str::to_string),
+        k: 3,
+        min_score: 0.0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_ingested_searched_scoped_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path(), true).await;
+    let api = rt.admin();
+    let acme = entity(&api, "Acme", None).await;
+    let sales = api
+        .create_department(NewDepartment { entity_id: acme.id.clone(), name: "Sales".into(), ..Default::default() })
+        .await
+        .unwrap();
+
+    let refunds = ingest(&api, upload(&acme.id, None, "refunds.md"), REFUNDS.as_bytes()).await;
+    assert_eq!((refunds.status, refunds.error.as_deref()), (DocumentStatus::Completed, None), "{refunds:?}");
+    assert!(refunds.chunks >= 1);
+    assert_eq!(refunds.content_type, "text/markdown");
+    let security = ingest(&api, upload(&acme.id, Some(&sales.id), "security.txt"), SECURITY.as_bytes()).await;
+    assert_eq!(security.status, DocumentStatus::Completed);
+    let pdf =
+        ingest(&api, upload(&acme.id, None, "onboarding.pdf"), &huddle_models::extract::minimal_pdf(ONBOARDING)).await;
+    assert_eq!(pdf.status, DocumentStatus::Completed, "{pdf:?}");
+
+    // the right document comes first, with its filename and chunk
+    let hits = api.search(search(&acme.id, "how long do refunds take to arrive", None)).await.unwrap();
+    assert_eq!(hits[0].filename.as_deref(), Some("refunds.md"), "{hits:?}");
+    assert!(hits[0].score > 0.4, "{hits:?}");
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    let hits = api.search(search(&acme.id, "who helps new enterprise customers get started", None)).await.unwrap();
+    assert_eq!(hits[0].filename.as_deref(), Some("onboarding.pdf"), "{hits:?}");
+
+    // department documents are visible to that department and to entity-wide search only
+    let q = "where is customer data stored and is it encrypted";
+    let in_sales = api.search(search(&acme.id, q, Some(&sales.id))).await.unwrap();
+    assert_eq!(in_sales[0].filename.as_deref(), Some("security.txt"));
+    let support = api
+        .create_department(NewDepartment { entity_id: acme.id.clone(), name: "Support".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let in_support = api.search(search(&acme.id, q, Some(&support.id))).await.unwrap();
+    assert!(in_support.iter().all(|h| h.filename.as_deref() != Some("security.txt")), "{in_support:?}");
+
+    // min_score and k
+    let mut strict = search(&acme.id, "refund", None);
+    strict.min_score = 0.99;
+    assert!(api.search(strict).await.unwrap().is_empty());
+
+    // another entity's key sees nothing of Acme's
+    let other = entity(&api, "Other", None).await;
+    let theirs = rt.for_entity(other.id.clone());
+    let e = theirs.search(search(&acme.id, "refund", None)).await.unwrap_err();
+    assert!(matches!(e, ApiError::NotFound { what: "entity", .. }), "{e}");
+    assert!(matches!(theirs.get_ingest_job(&refunds.id).await.unwrap_err(), ApiError::NotFound { .. }));
+    assert!(theirs.search(search(&other.id, "refund", None)).await.unwrap().is_empty());
+
+    // listing groups chunks by document
+    let docs = api.list_documents(&acme.id, PageRequest::default()).await.unwrap().items;
+    assert_eq!(docs.len(), 3);
+
+    // deleting takes effect for search at once
+    let removed = api.delete_document(&refunds.id).await.unwrap();
+    assert_eq!(removed, refunds.chunks as usize);
+    let hits = api.search(search(&acme.id, "how long do refunds take to arrive", None)).await.unwrap();
+    assert!(hits.iter().all(|h| h.filename.as_deref() != Some("refunds.md")), "{hits:?}");
+    assert!(matches!(api.get_ingest_job(&refunds.id).await.unwrap_err(), ApiError::NotFound { .. }));
+
+    // bad input
+    let e = api.ingest_document(upload(&acme.id, None, "x.png"), vec![1, 2, 3]).await.unwrap_err();
+    assert!(matches!(e, ApiError::InvalidArgument { field: "content_type", .. }), "{e}");
+    let e = api.ingest_document(upload(&acme.id, None, "empty.txt"), vec![]).await.unwrap_err();
+    assert!(matches!(e, ApiError::InvalidArgument { field: "data", .. }), "{e}");
+    let e = api.ingest_document(upload(&acme.id, Some(&other_dept(&api, &other.id).await), "a.txt"), b"x".to_vec());
+    assert!(matches!(e.await.unwrap_err(), ApiError::InvalidArgument { field: "department_id", .. }));
+    let failed = ingest(&api, upload(&acme.id, None, "broken.pdf"), b"%PDF-1.4 not really").await;
+    assert_eq!(failed.status, DocumentStatus::Failed);
+    assert!(failed.error.unwrap().contains("PDF"));
+    let bad_utf8 = ingest(&api, upload(&acme.id, None, "latin1.txt"), b"caf\xe9 au lait").await;
+    assert_eq!(bad_utf8.status, DocumentStatus::Failed);
+    let e = api.search(search(&acme.id, "   ", None)).await.unwrap_err();
+    assert!(matches!(e, ApiError::InvalidArgument { field: "query", .. }));
+    let mut many = search(&acme.id, "refund", None);
+    many.k = 1000;
+    assert!(matches!(api.search(many).await.unwrap_err(), ApiError::InvalidArgument { field: "k", .. }));
+    rt.shutdown().await;
+}
+
+async fn other_dept(api: &Api, entity_id: &str) -> String {
+    api.create_department(NewDepartment { entity_id: entity_id.into(), name: "Elsewhere".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_survives_restarts_and_is_rebuilt_when_its_snapshot_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acme_id, doc_id) = {
+        let rt = runtime(dir.path(), true).await;
+        let api = rt.admin();
+        let acme = entity(&api, "Acme", None).await;
+        let d = ingest(&api, upload(&acme.id, None, "refunds.md"), REFUNDS.as_bytes()).await;
+        ingest(&api, upload(&acme.id, None, "security.md"), SECURITY.as_bytes()).await;
+        rt.shutdown().await; // saves the snapshot
+        (acme.id, d.id)
+    };
+    let snapshot = dir.path().join("index").join(format!("{acme_id}.hnsw"));
+    assert!(snapshot.exists(), "a snapshot is written");
+
+    let query = "how long do refunds take";
+    for damage in ["none", "corrupt", "missing"] {
+        match damage {
+            "corrupt" => {
+                let mut bytes = std::fs::read(&snapshot).unwrap();
+                let n = bytes.len();
+                bytes[n / 2] ^= 0xff;
+                bytes.truncate(n - 7);
+                std::fs::write(&snapshot, bytes).unwrap();
+            }
+            "missing" => std::fs::remove_file(&snapshot).unwrap(),
+            _ => {}
+        }
+        let rt = runtime(dir.path(), true).await;
+        let api = rt.admin();
+        let hits = api.search(search(&acme_id, query, None)).await.unwrap();
+        assert_eq!(hits[0].item.document_id.as_deref(), Some(doc_id.as_str()), "after {damage}: {hits:?}");
+        rt.shutdown().await;
+        assert!(snapshot.exists(), "the snapshot is written again after {damage}");
+    }
+
+    // a snapshot that is stale (the database changed while the node was down) is rebuilt
+    {
+        let store = huddle_storage::open(&format!("sqlite://{}", dir.path().join("kb.db").display())).await.unwrap();
+        store.delete_document(&doc_id).await.unwrap();
+    }
+    let rt = runtime(dir.path(), true).await;
+    let hits = rt.admin().search(search(&acme_id, query, None)).await.unwrap();
+    assert!(hits.iter().all(|h| h.item.document_id.as_deref() != Some(doc_id.as_str())), "{hits:?}");
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_in_a_room_is_searchable_and_brings_suggestions() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let whisper = tokio::task::spawn_blocking(crate::speech::model_path).await.unwrap();
+    let cfg = tokio::task::spawn_blocking(|| config(None)).await.unwrap();
+    let speech = huddle_runtime::SpeechConfig {
+        whisper_model: Some(whisper),
+        fetch_missing: false,
+        ..huddle_runtime::SpeechConfig::default()
+    };
+    let rt = Runtime::builder().database_url(url).knowledge(cfg).speech(speech).build().await.unwrap();
+    let api = rt.admin();
+    let acme = entity(&api, "Acme", None).await;
+    ingest(&api, upload(&acme.id, None, "refunds.md"), REFUNDS.as_bytes()).await;
+    ingest(&api, upload(&acme.id, None, "security.md"), SECURITY.as_bytes()).await;
+    let r = room(&api, &acme.id).await;
+    let room_id = r.view.room.id.clone();
+    api.start_room(&room_id).await.unwrap();
+    let ada = api.join_room(&room_id, human("Ada")).await.unwrap();
+    let mut watch = api.watch_room(&room_id).await.unwrap();
+
+    let (pcm, rate) = crate::speech::speak_pcm16("Can a customer on an annual plan get a refund?");
+    let pcm = crate::speech::with_silence(pcm, rate, 600);
+    let mut s = api.open_audio(&room_id, &ada.id, rate).await.unwrap();
+    for c in pcm.chunks(rate as usize / 10 * 2) {
+        s.push_pcm16(c).await.unwrap();
+    }
+    s.finish().await.unwrap();
+
+    // a suggestion event answers the question from the refund policy
+    let suggestion = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match watch.next().await {
+                Some(Ok(WatchItem::Event(e))) if e.kind == "suggestion" => return e,
+                Some(_) => {}
+                None => panic!("watch ended"),
+            }
+        }
+    })
+    .await
+    .expect("a suggestion arrives");
+    assert_eq!(suggestion.data["filename"], "refunds.md", "{:?}", suggestion.data);
+    assert_eq!(suggestion.data["answer_to_question"], true);
+    assert_eq!(suggestion.data["interaction_type"], "proactive_tip");
+    assert_eq!(suggestion.data["participant_id"], ada.id.as_str());
+
+    // and what was said is searchable, in this room and across the entity's rooms
+    let api2 = api.clone();
+    let (eid, rid) = (acme.id.clone(), room_id.clone());
+    eventually("the segment is searchable", move || {
+        let (api, eid, rid) = (api2.clone(), eid.clone(), rid.clone());
+        async move {
+            let req = search(&eid, "refunds for yearly subscriptions", None);
+            api.search_transcripts(req, Some(&rid)).await.map(|h| !h.is_empty()).unwrap_or(false)
+        }
+    })
+    .await;
+    let hits = api.search_transcripts(search(&acme.id, "refunds for yearly subscriptions", None), None).await.unwrap();
+    assert_eq!(hits[0].item.room_id.as_deref(), Some(room_id.as_str()));
+    assert_eq!(hits[0].item.participant_id.as_deref(), Some(ada.id.as_str()));
+    assert!(hits[0].item.text.to_lowercase().contains("refund"), "{hits:?}");
+    // knowledge-base chunks do not leak into transcript search, nor the reverse
+    assert!(hits.iter().all(|h| h.filename.is_none()));
+    let docs = api.search(search(&acme.id, "What is our refund policy for annual plans?", None)).await.unwrap();
+    assert!(docs.iter().all(|h| h.item.room_id.is_none()));
+    rt.shutdown().await;
+}
