@@ -308,7 +308,7 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
             pct(0.5),
             pct(0.95)
         );
-        println!("  knowledge:  {} suggestions ({} answers to questions)", stats.suggestions, stats.answers);
+        println!("  knowledge:  {} suggestions, {} of them answering a question", stats.suggestions, stats.answers);
         if args.data_dir.is_some() {
             println!("  data kept in {}", data_dir.display());
         }

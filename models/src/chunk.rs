@@ -77,6 +77,10 @@ fn sentence_ranges(text: &str) -> Vec<(usize, usize)> {
 
 /// Cuts `text` into chunks. Empty or blank text gives none.
 pub fn chunk_text(tokenizer: &Tokenizer, text: &str, config: &ChunkConfig) -> Vec<Chunk> {
+    // count every token: the model's tokenizer truncates at 256
+    let mut untruncated = tokenizer.clone();
+    let _ = untruncated.with_truncation(None);
+    let tokenizer = &untruncated;
     let max = config.max_tokens.max(8);
     let overlap = config.overlap_tokens.min(max / 2);
     // sentences, with over-long ones cut at token boundaries

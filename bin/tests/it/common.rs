@@ -24,6 +24,15 @@ pub fn random_key() -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The models directory the huddle-models tests use, so the weights are fetched once
+/// per target directory.
+pub fn models_dir() -> std::path::PathBuf {
+    match std::env::var_os("HUDDLE_MODELS_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("models"),
+    }
+}
+
 /// A command for the `huddle` binary with no `HUDDLE*` variables inherited.
 pub fn huddle(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);

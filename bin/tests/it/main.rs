@@ -13,6 +13,7 @@
 
 mod cli;
 mod common;
+mod demo;
 mod durability;
 mod foreign;
 mod serve;

@@ -7,22 +7,13 @@ use std::process::Command;
 use huddle_models::audio::wav::{encode_pcm16, read_wav};
 use serde_json::Value;
 
-use crate::common::{huddle, run};
+use crate::common::{huddle, models_dir, run};
 
 const SENTENCES: [&str; 3] = [
     "Good morning everyone and welcome to the meeting.",
     "Please send the meeting notes to the whole team before Friday.",
     "Can you share your screen with the rest of us?",
 ];
-
-/// The models directory the huddle-models tests use, so the weights are fetched once
-/// per target directory.
-fn models_dir() -> PathBuf {
-    match std::env::var_os("HUDDLE_MODELS_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("models"),
-    }
-}
 
 /// `huddle transcribe ARGS --models-dir DIR` in `dir`.
 fn transcribe(dir: &Path, args: &[&str]) -> crate::common::Run {

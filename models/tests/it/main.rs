@@ -7,5 +7,6 @@
 mod audio;
 mod common;
 mod convert;
+mod embed;
 mod fetch;
 mod transcribe;
