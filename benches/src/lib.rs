@@ -14,6 +14,8 @@
 //! - [`grpc`]: GetRoom / JoinRoom over loopback against a huddle node and a
 //!   tonic + DashMap peer, each a child process
 //! - [`serve`]: those two servers
+//! - [`knowledge`]: the embedding model against sentence-transformers, the HNSW index
+//!   against hnswlib and faiss (Python peers in cached virtualenvs)
 //! - [`speech`]: whisper decoding speed per model, end-of-speech -> transcript
 //!   latency at N concurrent real-time streams, against the naive whole-file run
 //!
@@ -33,6 +35,7 @@ pub mod actors;
 pub mod alloc;
 pub mod fixture;
 pub mod grpc;
+pub mod knowledge;
 pub mod report;
 pub mod serve;
 pub mod speech;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use huddle_benches::actors::{self, ActorsOpts, ProbeKind, ProbeOpts};
 use huddle_benches::alloc::CountingAlloc;
 use huddle_benches::grpc::{self, GrpcOpts};
+use huddle_benches::knowledge::{self, EmbedOpts, IndexOpts};
 use huddle_benches::report::Reporter;
 use huddle_benches::serve;
 use huddle_benches::speech::{self, SpeechOpts};
@@ -30,6 +31,11 @@ under 90 s on 2 cores.
   grpc     GetRoom closed loop (peer: tonic + DashMap), GetRoom open loop at
            10k req/s (target p99 <= 2 ms, also run against the peer), JoinRoom
            closed loop (durable writes)
+  embed    all-MiniLM-L6-v2 texts/s at batch 1 and 32, single-text latency
+           (target p50 <= 6 ms); peer: sentence-transformers (target >= 1.5x at 32)
+  index    HNSW over real MiniLM embeddings: build time, memory, recall@10 and
+           1-thread queries/s per ef; peers: hnswlib and faiss (target >= 1.2x
+           hnswlib queries/s at recall@10 >= 0.95)
   speech   whisper decoding speed (real-time factor) and WER per model and
            quantisation at 1 and 2 threads; end of speech -> final transcript
            segment at a watcher (p50 target <= 0.6 s, p95 <= 1.2 s) at 1, 4 and 8
@@ -181,6 +187,33 @@ enum Cmd {
         #[arg(long)]
         aligned: bool,
     },
+    /// all-MiniLM-L6-v2 throughput and latency against sentence-transformers.
+    Embed {
+        /// Generated meeting-like sentences to embed.
+        #[arg(long, default_value_t = 1000)]
+        texts: usize,
+        /// Single-text embeddings timed for the latency percentiles.
+        #[arg(long, default_value_t = 200)]
+        single_runs: usize,
+        /// Models directory [default: $HUDDLE_MODELS_DIR or ~/.cache/huddle/models].
+        #[arg(long)]
+        models_dir: Option<std::path::PathBuf>,
+    },
+    /// The HNSW index against hnswlib and faiss on real MiniLM embeddings.
+    Index {
+        /// Vectors indexed (embedded once and cached in ~/.cache/huddle-bench).
+        #[arg(long, default_value_t = 20_000)]
+        n: usize,
+        /// Held-out query vectors.
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        /// Search breadths measured.
+        #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
+        efs: Vec<usize>,
+        /// Models directory [default: $HUDDLE_MODELS_DIR or ~/.cache/huddle/models].
+        #[arg(long)]
+        models_dir: Option<std::path::PathBuf>,
+    },
     /// Child process: a huddle node; prints `READY <grpc_addr>`, stops when stdin closes.
     #[command(hide = true)]
     ServeNode {
@@ -224,6 +257,14 @@ fn main() -> Result<()> {
         Cmd::Speech { models, streams, probe_streams, models_dir, aligned } => {
             rep.machine();
             speech::run(&SpeechOpts { models, streams, probe_streams, models_dir, aligned }, &rep)
+        }
+        Cmd::Embed { texts, single_runs, models_dir } => {
+            rep.machine();
+            knowledge::run_embed(&EmbedOpts { texts, single_runs, models_dir }, &rep)
+        }
+        Cmd::Index { n, queries, efs, models_dir } => {
+            rep.machine();
+            knowledge::run_index(&IndexOpts { n, queries, efs, models_dir }, &rep)
         }
         Cmd::ServeNode { database, admin_key } => serve::serve_node(&database, &admin_key),
         Cmd::ServePeer { rooms } => serve::serve_peer(rooms),
