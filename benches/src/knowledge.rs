@@ -71,8 +71,9 @@ pub fn corpus(n: usize) -> Vec<String> {
         state ^= state << 17;
         (state % len as u64) as usize
     };
+    const NAMES: &[&str] = &["Ada", "Ben", "Chen", "Dana", "Emil", "Fatima", "Goran", "Hana", "Ivo", "Jun"];
     (0..n)
-        .map(|_| {
+        .map(|i| {
             let mut s = format!(
                 "{} {} {}",
                 SUBJECTS[pick(SUBJECTS.len())],
@@ -83,7 +84,8 @@ pub fn corpus(n: usize) -> Vec<String> {
                 s.push(' ');
                 s.push_str(TAILS[pick(TAILS.len())]);
             }
-            s.push('.');
+            // every sentence distinct: identical vectors would make recall@10 ill-defined
+            s.push_str(&format!(", says {} about ticket {}.", NAMES[pick(NAMES.len())], 1000 + i));
             s
         })
         .collect()
@@ -246,7 +248,7 @@ pub struct IndexOpts {
 fn corpus_vectors(n: usize, queries: usize, models_dir: Option<&Path>, rep: &Reporter) -> Result<(Vec<f32>, Vec<f32>)> {
     let cache = dirs_cache().join("huddle-bench");
     std::fs::create_dir_all(&cache)?;
-    let path = cache.join(format!("minilm-{}x{EMBEDDING_DIM}.f32", n + queries));
+    let path = cache.join(format!("minilm-corpus2-{}x{EMBEDDING_DIM}.f32", n + queries));
     let total = n + queries;
     let bytes = match std::fs::read(&path) {
         Ok(b) if b.len() == total * EMBEDDING_DIM * 4 => b,

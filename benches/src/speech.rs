@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use huddle_core::{NewEntity, NewParticipant, NewRoom, ParticipantKind, now_ms};
 use huddle_models::audio::resample::resample_to_16k;
+use huddle_models::eval::word_error_rate as wer;
 use huddle_models::fetch::{WhisperModel, default_models_dir, fetch_whisper};
 use huddle_models::ggml::Quant;
 use huddle_models::whisper::{AudioCtx, TranscribeOptions, WhisperEngine};
@@ -90,30 +91,6 @@ impl Meeting {
     fn reference(&self) -> String {
         self.sentences.iter().map(|s| s.2).collect::<Vec<_>>().join(" ")
     }
-}
-
-fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
-        .collect::<String>()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Word error rate with a simple normaliser (case, punctuation).
-pub fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut cur = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(rw != hw)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
 }
 
 fn install(dir: &std::path::Path, spec: &str, rep: &Reporter) -> Result<(String, PathBuf)> {

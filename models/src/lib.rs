@@ -10,6 +10,7 @@
 //! - [`embed`]: [`embed::Embedder`], all-MiniLM-L6-v2 sentence embeddings on candle.
 //! - [`chunk`]: cutting documents into overlapping token-bounded chunks.
 //! - [`index`]: [`index::VectorIndex`], HNSW over embeddings with filters, deletes, snapshots.
+//! - [`eval`]: word error rate for speech tests and benchmarks.
 //! - [`extract`]: plain text out of text, Markdown and PDF documents.
 //! - [`ct2`]: reader for CTranslate2 `model.bin` files.
 //! - [`ggml`]: writes whisper.cpp ggml files from a CTranslate2 Whisper model (tensor
@@ -54,6 +55,7 @@ pub mod audio;
 pub mod chunk;
 pub mod ct2;
 pub mod embed;
+pub mod eval;
 pub mod extract;
 pub mod fetch;
 pub mod ggml;

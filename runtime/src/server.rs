@@ -76,6 +76,7 @@ impl Server {
             .database_url(&config.database.url)
             .rooms(config.rooms.clone())
             .speech(config.speech.clone())
+            .knowledge(config.knowledge.clone())
             .request_timeout(Duration::from_millis(config.server.request_timeout_ms))
             .build()
             .await?;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use huddle_models::audio::wav::{encode_pcm16, read_wav};
+use huddle_models::eval::word_error_rate as wer;
 use serde_json::Value;
 
 use crate::common::{huddle, models_dir, run};
@@ -53,30 +54,6 @@ fn speech_wav(dir: &Path, pause_s: f32) -> (PathBuf, Vec<(u64, u64)>) {
     let path = dir.join("speech.wav");
     std::fs::write(&path, encode_pcm16(&pcm, rate)).unwrap();
     (path, spans)
-}
-
-fn normalise(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
-        .collect::<String>()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Word error rate: word-level edit distance over the reference length.
-fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let (r, h) = (normalise(reference), normalise(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut cur = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(rw != hw)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
 }
 
 #[test]

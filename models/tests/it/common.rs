@@ -56,37 +56,4 @@ pub fn speak(text: &str) -> Vec<f32> {
     std::fs::read(&raw).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
-/// Lowercases, turns punctuation into spaces (keeping apostrophes) and splits into words.
-pub fn normalise(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
-        .collect::<String>()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Word error rate: word-level edit distance over the reference length.
-pub fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let r = normalise(reference);
-    let h = normalise(hypothesis);
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut cur = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            let sub = prev[j] + usize::from(rw != hw);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
-}
-
-#[test]
-fn wer_counts_edits() {
-    assert_eq!(wer("the cat sat", "The cat, sat."), 0.0);
-    assert!((wer("the cat sat", "the bat sat") - 1.0 / 3.0).abs() < 1e-9);
-    assert!((wer("a b c d", "a c d e") - 0.5).abs() < 1e-9);
-    assert_eq!(wer("a b", ""), 1.0);
-}
+pub use huddle_models::eval::word_error_rate as wer;

@@ -295,3 +295,171 @@ async fn speech_in_a_room_is_searchable_and_brings_suggestions() {
     assert!(docs.iter().all(|h| h.item.room_id.is_none()));
     rt.shutdown().await;
 }
+
+mod grpc {
+    //! The Knowledge service through a real tonic client on loopback.
+
+    use huddle_proto::v1::entities_client::EntitiesClient;
+    use huddle_proto::v1::knowledge_client::KnowledgeClient;
+    use huddle_proto::v1::{self, ingest_document_request::Part};
+    use huddle_runtime::Config;
+    use huddle_runtime::server::Server;
+    use tokio_util::sync::CancellationToken;
+    use tonic::Code;
+    use tonic::metadata::MetadataValue;
+
+    use super::{REFUNDS, install};
+
+    const KEY: &str = "knowledge-admin-key-0123456789abcdef";
+
+    fn authed<T>(msg: T, key: &str) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.metadata_mut().insert("authorization", MetadataValue::try_from(format!("Bearer {key}")).unwrap());
+        req
+    }
+
+    fn upload(entity_id: &str, filename: &str, bytes: &[u8]) -> Vec<v1::IngestDocumentRequest> {
+        let meta =
+            v1::DocumentMetadata { entity_id: entity_id.into(), filename: filename.into(), ..Default::default() };
+        let mut parts = vec![v1::IngestDocumentRequest { part: Some(Part::Metadata(meta)) }];
+        parts.extend(bytes.chunks(40).map(|c| v1::IngestDocumentRequest { part: Some(Part::Data(c.to_vec())) }));
+        parts
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn knowledge_service_over_grpc() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.http = "127.0.0.1:0".parse().unwrap();
+        config.server.admin_key = Some(KEY.into());
+        config.database.url = format!("sqlite://{}", dir.path().join("g.db").display());
+        config.knowledge.models_dir = Some(tokio::task::spawn_blocking(install).await.unwrap());
+        config.knowledge.fetch_missing = false;
+        config.knowledge.max_document_bytes = 4_096;
+        let server = Server::bind(config).await.unwrap();
+        let addr = format!("http://{}", server.grpc_addr());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { server.run(stop).await.unwrap() }
+        });
+        let ch = tonic::transport::Channel::from_shared(addr).unwrap().connect().await.unwrap();
+        let mut ents = EntitiesClient::new(ch.clone());
+        let mut kb = KnowledgeClient::new(ch);
+        let acme = ents
+            .create_entity(authed(v1::CreateEntityRequest { name: "Acme".into(), ..Default::default() }, KEY))
+            .await
+            .unwrap()
+            .into_inner();
+        let other = ents
+            .create_entity(authed(v1::CreateEntityRequest { name: "Other".into(), ..Default::default() }, KEY))
+            .await
+            .unwrap()
+            .into_inner();
+        let other_key = ents
+            .create_api_key(authed(v1::CreateApiKeyRequest { entity_id: other.id.clone() }, KEY))
+            .await
+            .unwrap()
+            .into_inner()
+            .secret;
+
+        let job = kb
+            .ingest_document(authed(tokio_stream::iter(upload(&acme.id, "refunds.md", REFUNDS.as_bytes())), KEY))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(job.status, v1::IngestStatus::Processing as i32);
+        let done = loop {
+            let j = kb
+                .get_ingest_job(authed(v1::GetIngestJobRequest { job_id: job.job_id.clone() }, KEY))
+                .await
+                .unwrap()
+                .into_inner();
+            if j.status != v1::IngestStatus::Processing as i32 {
+                break j;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(done.status, v1::IngestStatus::Completed as i32, "{done:?}");
+        let doc = done.document.unwrap();
+        assert_eq!((doc.filename.as_str(), doc.bytes as usize), ("refunds.md", REFUNDS.len()));
+
+        let hits = kb
+            .search(authed(
+                v1::SearchRequest {
+                    query: "how long do refunds take".into(),
+                    entity_id: acme.id.clone(),
+                    k: 3,
+                    ..Default::default()
+                },
+                KEY,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .hits;
+        assert_eq!(hits[0].filename, "refunds.md");
+        assert_eq!(hits[0].kind, "document_chunk");
+        assert!(hits[0].score > 0.3);
+
+        // another entity's key: Acme's documents do not exist for it
+        let e = kb
+            .search(authed(
+                v1::SearchRequest { query: "refunds".into(), entity_id: acme.id.clone(), ..Default::default() },
+                &other_key,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        let e = kb
+            .get_ingest_job(authed(v1::GetIngestJobRequest { job_id: job.job_id.clone() }, &other_key))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        let listed = kb
+            .list_documents(authed(
+                v1::ListDocumentsRequest { entity_id: other.id.clone(), ..Default::default() },
+                &other_key,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.documents.is_empty());
+
+        // malformed uploads
+        let no_meta = vec![v1::IngestDocumentRequest { part: Some(Part::Data(b"x".to_vec())) }];
+        let e = kb.ingest_document(authed(tokio_stream::iter(no_meta), KEY)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let big = vec![b'a'; 5_000];
+        let e =
+            kb.ingest_document(authed(tokio_stream::iter(upload(&acme.id, "big.txt", &big)), KEY)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().contains("limit"), "{e:?}");
+        let e =
+            kb.ingest_document(authed(tokio_stream::iter(upload(&acme.id, "a.exe", b"MZ")), KEY)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let e = kb.delete_document(authed(v1::DeleteDocumentRequest { id: "nope".into() }, KEY)).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+
+        let removed = kb
+            .delete_document(authed(v1::DeleteDocumentRequest { id: doc.id.clone() }, KEY))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(removed.removed_chunks, doc.chunks);
+        let hits = kb
+            .search(authed(
+                v1::SearchRequest { query: "refunds".into(), entity_id: acme.id.clone(), ..Default::default() },
+                KEY,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .hits;
+        assert!(hits.is_empty(), "{hits:?}");
+
+        stop.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(10), task).await.unwrap().unwrap();
+    }
+}

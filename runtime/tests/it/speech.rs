@@ -16,6 +16,8 @@ use tokio_stream::StreamExt;
 
 use crate::common::{entity, eventually, human, room};
 
+use huddle_models::eval::word_error_rate as wer;
+
 const ADA: &str = "Please send the meeting notes to the whole team before Friday.";
 const BOB: &str = "Let us move the design review to Thursday afternoon.";
 
@@ -67,29 +69,6 @@ pub fn speak_pcm16(text: &str) -> (Vec<u8>, u32) {
 pub fn with_silence(mut pcm: Vec<u8>, rate: u32, silence_ms: u32) -> Vec<u8> {
     pcm.resize(pcm.len() + (rate * silence_ms / 1000) as usize * 2, 0);
     pcm
-}
-
-fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
-        .collect::<String>()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut cur = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(rw != hw)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
 }
 
 fn text_of(segments: &[&TranscriptSegment]) -> String {
