@@ -5,7 +5,12 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/huddle/v1/entities.proto", "proto/huddle/v1/rooms.proto", "proto/huddle/v1/knowledge.proto"];
+    let files = [
+        "proto/huddle/v1/entities.proto",
+        "proto/huddle/v1/rooms.proto",
+        "proto/huddle/v1/knowledge.proto",
+        "proto/huddle/v1/notifications.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

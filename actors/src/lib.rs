@@ -3,6 +3,8 @@
 //! the [`hub::RoomHub`]. A room that hears audio gets a
 //! [`transcriber::TranscriberActor`] as a linked child, which cuts the audio into
 //! utterances and has the runtime's shared [`whisper_pool::WhisperPool`] decode them.
+//! Notifications leave through the [`outbox::OutboxActor`] and its per-channel
+//! [`notifier::NotifierActor`]s.
 //!
 //! # Layout
 //! - [`room`]: `RoomActor`, `RoomMsg`, `RoomError`, `RoomView`
@@ -11,6 +13,9 @@
 //! - [`embedder`]: `EmbedderActor`, dynamic batching in front of the embedding model
 //! - [`knowledge`]: `KnowledgeActor`, one entity's vector index, snapshot and rebuild
 //! - [`transcriber`]: `TranscriberActor`, per-room audio streams -> transcript segments
+//! - [`outbox`]: `OutboxActor`, claims due notifications, records attempts, retries
+//! - [`notifier`]: `NotifierActor`, one per channel, delivers through a [`notify::Deliver`]
+//! - [`notify`]: webhook delivery, signatures, retry schedules, SMS segments, iCalendar
 //! - [`whisper_pool`]: shared whisper.cpp decoders, fair across rooms, bounded
 //!
 //! # Example
@@ -30,6 +35,9 @@
 pub mod embedder;
 pub mod hub;
 pub mod knowledge;
+pub mod notifier;
+pub mod notify;
+pub mod outbox;
 pub mod room;
 pub mod room_supervisor;
 pub mod transcriber;

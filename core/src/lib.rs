@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`entity`]: entities, departments, API keys
 //! - [`knowledge`]: knowledge-base documents and indexed items
+//! - [`notify`]: notifications, webhook endpoints, opt-out preferences
 //! - [`room`]: rooms, the room lifecycle, participants, events
 //! - [`time`]: millisecond timestamps
 //! - [`transcript`]: final transcript segments
@@ -20,12 +21,17 @@
 
 pub mod entity;
 pub mod knowledge;
+pub mod notify;
 pub mod room;
 pub mod time;
 pub mod transcript;
 
 pub use entity::{ApiKey, Department, Entity, NewDepartment, NewEntity};
 pub use knowledge::{Document, DocumentStatus, ItemKind, KnowledgeItem, NewKnowledgeItem};
+pub use notify::{
+    Channel, DeliveryAttempt, NewNotification, Notification, NotificationContent, NotificationStatus, Preference,
+    WebhookEndpoint,
+};
 pub use room::{
     NewParticipant, NewRoom, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, effective_instructions,
 };

@@ -3,6 +3,9 @@
 //! Domain -> proto is total. Proto enums -> domain are fallible because an
 //! unknown or unspecified value is a caller error.
 
+mod notify;
+pub use notify::{channel, notification_status};
+
 use huddle_core::time::Millis;
 use huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT;
 use huddle_core::{Department, Entity, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, TranscriptSegment};

@@ -30,4 +30,5 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/huddle_descriptor.bin"));
 
 /// Fully qualified names of the services huddle serves.
-pub const SERVICE_NAMES: &[&str] = &["huddle.v1.Entities", "huddle.v1.Rooms", "huddle.v1.Knowledge"];
+pub const SERVICE_NAMES: &[&str] =
+    &["huddle.v1.Entities", "huddle.v1.Rooms", "huddle.v1.Knowledge", "huddle.v1.Notifications"];

@@ -110,7 +110,7 @@ fn check_instructions(field: &'static str, value: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_id(field: &'static str, value: &str) -> Result<()> {
+pub(crate) fn check_id(field: &'static str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(ApiError::invalid(field, "is required"));
     }
@@ -172,7 +172,7 @@ impl Api {
     }
 
     /// The entity, if this scope may see it; another entity is NOT_FOUND.
-    async fn visible_entity(&self, id: &str) -> Result<Entity> {
+    pub(crate) async fn visible_entity(&self, id: &str) -> Result<Entity> {
         check_id("entity_id", id)?;
         if !self.scope.sees(id) {
             return Err(ApiError::NotFound { what: "entity", id: id.to_string() });

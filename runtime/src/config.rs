@@ -30,7 +30,57 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub speech: SpeechConfig,
     pub knowledge: KnowledgeConfig,
+    pub notify: NotifyConfig,
     pub log: LogConfig,
+}
+
+/// Notifications: the outbox, retries and the delivery channels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Whether this node delivers notifications (sending is accepted either way).
+    pub enabled: bool,
+    /// This node's name in outbox claims. Unset: the host name. Nodes sharing a
+    /// database need different names; a restarted node takes back its own claims.
+    pub node_id: Option<String>,
+    /// Delays before each attempt, comma-separated (`0s,5s,5m,30m,2h,5h,10h,10h`:
+    /// 8 attempts). Each gets up to 20% jitter; a `Retry-After` can only lengthen it.
+    pub retry_schedule: String,
+    /// Allow webhooks to loopback, private and link-local addresses. Off, such
+    /// targets are refused (SSRF guard).
+    pub allow_private_targets: bool,
+    /// Per-attempt timeout, in milliseconds.
+    pub timeout_ms: u64,
+    /// Deliveries in flight at most on this node.
+    pub max_in_flight: usize,
+    /// Notifications claimed per query at most.
+    pub claim_batch: u32,
+    /// How often the outbox looks for due notifications without being woken, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// After a secret rotation, how long the old secret still signs, in milliseconds.
+    pub secret_overlap_ms: u64,
+    /// Recipients per send request at most.
+    pub max_recipients: usize,
+    /// Largest `data` accepted, in bytes of JSON.
+    pub max_data_bytes: usize,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            enabled: true,
+            node_id: None,
+            retry_schedule: "0s,5s,5m,30m,2h,5h,10h,10h".into(),
+            allow_private_targets: false,
+            timeout_ms: 30_000,
+            max_in_flight: 256,
+            claim_batch: 256,
+            poll_interval_ms: 250,
+            secret_overlap_ms: 24 * 3600 * 1000,
+            max_recipients: 1_000,
+            max_data_bytes: 256 * 1024,
+        }
+    }
 }
 
 /// The knowledge base: embeddings, chunking, the index and live suggestions.
@@ -310,6 +360,16 @@ impl Config {
         }
         if k.max_document_bytes == 0 {
             return invalid("knowledge.max_document_bytes must be above 0");
+        }
+        let n = &self.notify;
+        if let Err(e) = n.retry_schedule.parse::<huddle_actors::notify::schedule::RetrySchedule>() {
+            return invalid(&format!("notify.retry_schedule: {e}"));
+        }
+        if n.timeout_ms == 0 || n.max_in_flight == 0 || n.claim_batch == 0 || n.poll_interval_ms == 0 {
+            return invalid("notify.timeout_ms, max_in_flight, claim_batch and poll_interval_ms must be above 0");
+        }
+        if n.max_recipients == 0 {
+            return invalid("notify.max_recipients must be above 0");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format must be `text` or `json`");

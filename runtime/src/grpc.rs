@@ -5,6 +5,7 @@
 //! - `entities`: `huddle.v1.Entities`
 //! - `rooms`: `huddle.v1.Rooms`
 //! - `knowledge`: `huddle.v1.Knowledge`
+//! - `notifications`: `huddle.v1.Notifications`
 //! - `metrics`: request counts and latencies per method
 
 use std::sync::Arc;
@@ -17,11 +18,13 @@ use crate::{Api, Runtime};
 mod entities;
 mod knowledge;
 mod metrics;
+mod notifications;
 mod rooms;
 
 pub use entities::EntitiesService;
 pub use knowledge::KnowledgeService;
 pub use metrics::MetricsLayer;
+pub use notifications::NotificationsService;
 pub use rooms::RoomsService;
 
 /// What every service needs: the runtime and the authenticator.
@@ -53,6 +56,10 @@ impl Services {
 
     pub fn knowledge(&self) -> KnowledgeService {
         KnowledgeService(self.clone())
+    }
+
+    pub fn notifications(&self) -> NotificationsService {
+        NotificationsService(self.clone())
     }
 }
 

@@ -16,6 +16,7 @@
 //! - `root`: the root supervisor actor
 //! - `knowledge`: the embedding model and batching actor, one index actor per
 //!   entity, ingest jobs, search and live suggestions
+//! - `notify`: sending notifications into the outbox, endpoints, preferences
 //! - `speech`: the whisper model and decoder pool (loaded on first use) and
 //!   [`AudioStream`], one participant's audio going into a room
 //!
@@ -67,15 +68,17 @@ mod error;
 pub mod grpc;
 pub mod http;
 mod knowledge;
+mod notify;
 mod root;
 pub mod server;
 mod speech;
 
 pub use api::{Api, DocumentUpload, RoomDetails, SearchRequest, WatchItem};
 pub use auth::Scope;
-pub use config::{Config, ConfigError, KnowledgeConfig, RoomsConfig, SpeechConfig};
+pub use config::{Config, ConfigError, KnowledgeConfig, NotifyConfig, RoomsConfig, SpeechConfig};
 pub use error::{ApiError, RuntimeError};
 pub use knowledge::SearchHit;
+pub use notify::{NewEndpoint, SendRequest, Sent};
 pub use speech::{AudioStream, MAX_AUDIO_CHUNK_BYTES};
 
 /// A running huddle runtime. Cheap to clone; every clone is the same runtime.
@@ -93,6 +96,7 @@ struct Inner {
     drain_timeout: Duration,
     speech: speech::Speech,
     knowledge: Arc<knowledge::Knowledge>,
+    notify: NotifyConfig,
     /// Cancelled when the runtime begins to shut down; ends watch streams.
     closing: CancellationToken,
 }
@@ -104,6 +108,7 @@ pub struct RuntimeBuilder {
     rooms: RoomsConfig,
     speech: SpeechConfig,
     knowledge: KnowledgeConfig,
+    notify: NotifyConfig,
     request_timeout: Duration,
 }
 
@@ -115,6 +120,7 @@ impl Runtime {
             rooms: RoomsConfig::default(),
             speech: SpeechConfig::default(),
             knowledge: KnowledgeConfig::default(),
+            notify: NotifyConfig::default(),
             request_timeout: Duration::from_millis(config::ServerConfig::default().request_timeout_ms),
         }
     }
@@ -165,6 +171,10 @@ impl Runtime {
     /// audio stream (fetching the model first if it is missing and allowed).
     pub async fn warm_up_speech(&self) -> Result<huddle_actors::WhisperPool, ApiError> {
         self.inner.speech.pool().await
+    }
+
+    pub(crate) fn notify_config(&self) -> &NotifyConfig {
+        &self.inner.notify
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -228,6 +238,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Notification settings (outbox, retries, channels).
+    pub fn notify(mut self, notify: NotifyConfig) -> Self {
+        self.notify = notify;
+        self
+    }
+
     /// Speech to text settings (model, decoders, voice-activity detection).
     pub fn speech(mut self, speech: SpeechConfig) -> Self {
         self.speech = speech;
@@ -270,6 +286,8 @@ impl RuntimeBuilder {
             backoff_base: Duration::from_millis(self.rooms.restart_backoff_base_ms),
             backoff_max: Duration::from_millis(self.rooms.restart_backoff_max_ms),
             idle_timeout: Duration::from_millis(self.rooms.idle_timeout_ms),
+            outbox: notify::outbox_args(&namespace, &store, &self.notify)
+                .map_err(|e| RuntimeError::Actors(e.to_string()))?,
         };
         let (root, _) = Actor::spawn(Some(format!("{namespace}/root")), root::RootActor, args)
             .await
@@ -285,6 +303,7 @@ impl RuntimeBuilder {
                 drain_timeout: Duration::from_millis(self.rooms.drain_timeout_ms),
                 speech: speech::Speech::new(self.speech, Some(listener)),
                 knowledge,
+                notify: self.notify,
                 closing: CancellationToken::new(),
             }),
         })

@@ -1,10 +1,12 @@
 //! `RootActor`: the top of a runtime's supervision tree. It owns the room
-//! supervisor (registered as `{namespace}/rooms`) and rebuilds it if it fails;
-//! later integration and notifier supervisors hang off it too.
+//! supervisor (registered as `{namespace}/rooms`) and the notification outbox
+//! (`{namespace}/outbox`, with its per-channel notifiers), and rebuilds either if
+//! it fails.
 
 use std::time::Duration;
 
 use huddle_actors::hub::RoomHub;
+use huddle_actors::outbox::{OutboxActor, OutboxArgs, outbox_name};
 use huddle_actors::room_supervisor::{RoomSupervisor, RoomSupervisorArgs, RoomSupervisorMsg};
 use huddle_storage::DynStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -30,6 +32,8 @@ pub struct RootArgs {
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     pub idle_timeout: Duration,
+    /// The outbox, when this node delivers notifications.
+    pub outbox: Option<OutboxArgs>,
 }
 
 pub struct RootState {
@@ -53,6 +57,14 @@ impl RootState {
         Actor::spawn_linked(Some(room_supervisor_name(&a.namespace)), RoomSupervisor, args, myself.get_cell()).await?;
         Ok(())
     }
+
+    async fn spawn_outbox(&self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        if let Some(args) = &self.args.outbox {
+            Actor::spawn_linked(Some(outbox_name(&self.args.namespace)), OutboxActor, args.clone(), myself.get_cell())
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 impl Actor for RootActor {
@@ -63,6 +75,7 @@ impl Actor for RootActor {
     async fn pre_start(&self, myself: ActorRef<RootMsg>, args: RootArgs) -> Result<RootState, ActorProcessingErr> {
         let state = RootState { args, supervisor_restarts: 0 };
         state.spawn_rooms(&myself).await?;
+        state.spawn_outbox(&myself).await?;
         Ok(state)
     }
 
@@ -72,7 +85,7 @@ impl Actor for RootActor {
         event: SupervisionEvent,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, err) = event
+        if let SupervisionEvent::ActorFailed(cell, err) = &event
             && cell.get_name() == Some(room_supervisor_name(&state.args.namespace))
         {
             state.supervisor_restarts += 1;
@@ -80,6 +93,14 @@ impl Actor for RootActor {
             error!(error = %err, restarts = state.supervisor_restarts, "room supervisor failed; restarting it");
             tokio::time::sleep(state.args.backoff_base.min(Duration::from_secs(1))).await;
             state.spawn_rooms(&myself).await?;
+        } else if let SupervisionEvent::ActorFailed(cell, err) = &event
+            && cell.get_name() == Some(outbox_name(&state.args.namespace))
+        {
+            state.supervisor_restarts += 1;
+            metrics::counter!("huddle_supervisor_restarts_total").increment(1);
+            error!(error = %err, "notification outbox failed; restarting it");
+            tokio::time::sleep(state.args.backoff_base.min(Duration::from_secs(1))).await;
+            state.spawn_outbox(&myself).await?;
         }
         Ok(())
     }

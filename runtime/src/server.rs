@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use huddle_proto::v1::entities_server::EntitiesServer;
 use huddle_proto::v1::knowledge_server::KnowledgeServer;
+use huddle_proto::v1::notifications_server::NotificationsServer;
 use huddle_proto::v1::rooms_server::RoomsServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -77,6 +78,7 @@ impl Server {
             .rooms(config.rooms.clone())
             .speech(config.speech.clone())
             .knowledge(config.knowledge.clone())
+            .notify(config.notify.clone())
             .request_timeout(Duration::from_millis(config.server.request_timeout_ms))
             .build()
             .await?;
@@ -156,6 +158,11 @@ impl Server {
             )
             .add_service(
                 KnowledgeServer::new(services.knowledge())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                NotificationsServer::new(services.notifications())
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )

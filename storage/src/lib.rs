@@ -29,12 +29,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use huddle_core::time::Millis;
 use huddle_core::{
-    ApiKey, Department, Document, DocumentStatus, Entity, KnowledgeItem, NewDepartment, NewEntity, NewKnowledgeItem,
-    Participant, Room, RoomEvent, RoomStatus, TranscriptSegment,
+    ApiKey, Channel, Department, Document, DocumentStatus, Entity, KnowledgeItem, NewDepartment, NewEntity,
+    NewKnowledgeItem, NewNotification, Notification, NotificationStatus, Participant, Preference, Room, RoomEvent,
+    RoomStatus, TranscriptSegment, WebhookEndpoint,
 };
 
 mod change;
 mod knowledge;
+mod notify;
 mod page;
 pub mod postgres;
 mod rows;
@@ -51,6 +53,9 @@ pub enum StorageError {
     /// An optimistic-concurrency check failed: someone else wrote first.
     #[error("room `{room_id}` changed concurrently: expected event seq {expected}, found {found}")]
     Conflict { room_id: String, expected: u64, found: u64 },
+    /// The request does not fit the stored state (cancelling a delivered notification).
+    #[error("{0}")]
+    Precondition(String),
     #[error("invalid page token")]
     InvalidPageToken,
     #[error("unsupported database url `{0}`: use sqlite://PATH or postgres://...")]
@@ -79,6 +84,8 @@ impl StorageError {
         )
     }
 }
+
+pub use notify::{DeliveryOutcome, Enqueued, Next, NotificationFilter};
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
@@ -228,8 +235,66 @@ pub trait KnowledgeStore: Send + Sync {
     async fn knowledge_fingerprint(&self, entity_id: &str) -> Result<(u64, u64)>;
 }
 
+/// Notifications: the durable outbox, delivery attempts, webhook endpoints and
+/// opt-out preferences.
+#[async_trait]
+pub trait NotifyStore: Send + Sync {
+    /// Writes one notification per recipient, in one transaction. Recipients who opted
+    /// out of the channel get SKIPPED rows. A repeated idempotency key writes nothing
+    /// and returns the first request's ids.
+    async fn enqueue_notifications(
+        &self,
+        entity_id: &str,
+        idempotency_key: Option<&str>,
+        items: Vec<NewNotification>,
+    ) -> Result<Enqueued>;
+    /// With every attempt.
+    async fn get_notification(&self, id: &str) -> Result<Notification>;
+    /// Newest first, with every attempt.
+    async fn list_notifications(&self, filter: NotificationFilter, page: PageRequest) -> Result<Page<Notification>>;
+    /// Only PENDING notifications can be cancelled (`Precondition` otherwise).
+    async fn cancel_notification(&self, id: &str) -> Result<Notification>;
+    /// Claims due notifications for `node` until `now_ms + lease_ms`: PENDING ones
+    /// that are due and SENDING ones whose claim lapsed. Their `attempts` hold only
+    /// placeholders, one per attempt made.
+    async fn claim_notifications(
+        &self,
+        node: &str,
+        channels: &[Channel],
+        now_ms: Millis,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Notification>>;
+    /// Records attempts and what follows them, in one transaction.
+    async fn record_deliveries(&self, outcomes: Vec<DeliveryOutcome>) -> Result<()>;
+    /// Makes what `node` had claimed due again now; returns how many.
+    async fn release_claims(&self, node: &str) -> Result<u64>;
+    async fn update_by_provider_id(
+        &self,
+        provider_id: &str,
+        status: NotificationStatus,
+        error: Option<String>,
+    ) -> Result<Notification>;
+    /// Chat messages to a channel after `(created_at_ms, id)`, oldest first.
+    async fn list_chat_messages(
+        &self,
+        channel: &str,
+        after: Option<(Millis, String)>,
+        limit: u32,
+    ) -> Result<Vec<Notification>>;
+    async fn notification_counts(&self, entity_id: Option<&str>) -> Result<Vec<(NotificationStatus, u64)>>;
+    async fn create_endpoint(&self, endpoint: WebhookEndpoint) -> Result<WebhookEndpoint>;
+    async fn get_endpoint(&self, id: &str) -> Result<WebhookEndpoint>;
+    /// Oldest first.
+    async fn list_endpoints(&self, entity_id: &str) -> Result<Vec<WebhookEndpoint>>;
+    async fn disable_endpoint(&self, id: &str, reason: &str) -> Result<WebhookEndpoint>;
+    async fn rotate_endpoint_secret(&self, id: &str, secret: &str, overlap_until_ms: Millis)
+    -> Result<WebhookEndpoint>;
+    async fn set_preference(&self, preference: Preference) -> Result<Preference>;
+}
+
 /// Everything huddle persists, behind one handle.
-pub trait Store: EntityStore + RoomStore + KnowledgeStore + Send + Sync + 'static {
+pub trait Store: EntityStore + RoomStore + KnowledgeStore + NotifyStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 }

@@ -17,8 +17,8 @@ use tracing::info;
 
 use crate::sql::{Dialect, Sql};
 use crate::{
-    DepartmentUpdate, EntityStore, EntityUpdate, KnowledgeStore, Page, PageRequest, Result, RoomChange, RoomFilter,
-    RoomStore, StorageError, Store,
+    DepartmentUpdate, EntityStore, EntityUpdate, KnowledgeStore, NotifyStore, Page, PageRequest, Result, RoomChange,
+    RoomFilter, RoomStore, StorageError, Store,
 };
 
 impl Dialect for Postgres {
@@ -27,6 +27,7 @@ impl Dialect for Postgres {
          FROM room_events WHERE room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
     const INSERT_EVENT: &'static str = "INSERT INTO room_events (room_id, seq, kind, data, at_ms) \
          VALUES ($1, $2, $3, CAST($4 AS JSONB), $5)";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 }
 
 /// A store in one Postgres database (and schema).

@@ -30,6 +30,10 @@ pub(crate) trait Dialect: Database {
     /// Inserts one event from `room_id, seq, kind, data (JSON text), at_ms`
     /// bound as `$1..$5`.
     const INSERT_EVENT: &'static str;
+    /// Appended to the subquery that picks notifications to claim: Postgres's
+    /// `FOR UPDATE SKIP LOCKED` lets several nodes claim side by side; SQLite
+    /// serialises writers anyway.
+    const SKIP_LOCKED: &'static str;
 }
 
 /// A connection pool and the storage operations over it.
@@ -681,6 +685,92 @@ macro_rules! forward_store_traits {
             }
             async fn knowledge_fingerprint(&self, entity_id: &str) -> Result<(u64, u64)> {
                 self.sql.knowledge_fingerprint(entity_id).await
+            }
+        }
+
+        #[async_trait]
+        impl NotifyStore for $store {
+            async fn enqueue_notifications(
+                &self,
+                entity_id: &str,
+                idempotency_key: Option<&str>,
+                items: Vec<huddle_core::NewNotification>,
+            ) -> Result<crate::Enqueued> {
+                self.sql.enqueue_notifications(entity_id, idempotency_key, items).await
+            }
+            async fn get_notification(&self, id: &str) -> Result<huddle_core::Notification> {
+                self.sql.get_notification(id).await
+            }
+            async fn list_notifications(
+                &self,
+                filter: crate::NotificationFilter,
+                page: PageRequest,
+            ) -> Result<Page<huddle_core::Notification>> {
+                self.sql.list_notifications(filter, page).await
+            }
+            async fn cancel_notification(&self, id: &str) -> Result<huddle_core::Notification> {
+                self.sql.cancel_notification(id).await
+            }
+            async fn claim_notifications(
+                &self,
+                node: &str,
+                channels: &[huddle_core::Channel],
+                now_ms: i64,
+                lease_ms: i64,
+                limit: u32,
+            ) -> Result<Vec<huddle_core::Notification>> {
+                self.sql.claim_notifications(node, channels, now_ms, lease_ms, limit).await
+            }
+            async fn record_deliveries(&self, outcomes: Vec<crate::DeliveryOutcome>) -> Result<()> {
+                self.sql.record_deliveries(outcomes).await
+            }
+            async fn release_claims(&self, node: &str) -> Result<u64> {
+                self.sql.release_claims(node).await
+            }
+            async fn update_by_provider_id(
+                &self,
+                provider_id: &str,
+                status: huddle_core::NotificationStatus,
+                error: Option<String>,
+            ) -> Result<huddle_core::Notification> {
+                self.sql.update_by_provider_id(provider_id, status, error).await
+            }
+            async fn list_chat_messages(
+                &self,
+                channel: &str,
+                after: Option<(i64, String)>,
+                limit: u32,
+            ) -> Result<Vec<huddle_core::Notification>> {
+                self.sql.list_chat_messages(channel, after, limit).await
+            }
+            async fn notification_counts(
+                &self,
+                entity_id: Option<&str>,
+            ) -> Result<Vec<(huddle_core::NotificationStatus, u64)>> {
+                self.sql.notification_counts(entity_id).await
+            }
+            async fn create_endpoint(&self, ep: huddle_core::WebhookEndpoint) -> Result<huddle_core::WebhookEndpoint> {
+                self.sql.create_endpoint(ep).await
+            }
+            async fn get_endpoint(&self, id: &str) -> Result<huddle_core::WebhookEndpoint> {
+                self.sql.get_endpoint(id).await
+            }
+            async fn list_endpoints(&self, entity_id: &str) -> Result<Vec<huddle_core::WebhookEndpoint>> {
+                self.sql.list_endpoints(entity_id).await
+            }
+            async fn disable_endpoint(&self, id: &str, reason: &str) -> Result<huddle_core::WebhookEndpoint> {
+                self.sql.disable_endpoint(id, reason).await
+            }
+            async fn rotate_endpoint_secret(
+                &self,
+                id: &str,
+                secret: &str,
+                overlap_until_ms: i64,
+            ) -> Result<huddle_core::WebhookEndpoint> {
+                self.sql.rotate_endpoint_secret(id, secret, overlap_until_ms).await
+            }
+            async fn set_preference(&self, p: huddle_core::Preference) -> Result<huddle_core::Preference> {
+                self.sql.set_preference(p).await
             }
         }
 

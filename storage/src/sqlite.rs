@@ -17,8 +17,8 @@ use tracing::info;
 
 use crate::sql::{Dialect, Sql};
 use crate::{
-    DepartmentUpdate, EntityStore, EntityUpdate, KnowledgeStore, Page, PageRequest, Result, RoomChange, RoomFilter,
-    RoomStore, StorageError, Store,
+    DepartmentUpdate, EntityStore, EntityUpdate, KnowledgeStore, NotifyStore, Page, PageRequest, Result, RoomChange,
+    RoomFilter, RoomStore, StorageError, Store,
 };
 
 /// How long a statement waits for another connection's lock before failing.
@@ -30,6 +30,7 @@ impl Dialect for Sqlite {
          FROM room_events WHERE room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
     const INSERT_EVENT: &'static str = "INSERT INTO room_events (room_id, seq, kind, data, at_ms) \
          VALUES ($1, $2, $3, $4, $5)";
+    const SKIP_LOCKED: &'static str = "";
 }
 
 /// A store in one SQLite database.

@@ -1,0 +1,433 @@
+//! Notifications as the [`Api`] offers them: send (into the durable outbox),
+//! inspect, cancel; webhook endpoints and their secrets; opt-out preferences. And
+//! the outbox wiring: which channels this node delivers and how.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use huddle_actors::notify::signing::generate_secret;
+use huddle_actors::notify::webhook::{RESERVED_HEADERS, WebhookConfig, WebhookDeliverer, check_url};
+use huddle_actors::notify::{Deliver, schedule::RetrySchedule};
+use huddle_actors::outbox::{OutboxArgs, OutboxMsg, OutboxStats, outbox};
+use huddle_core::time::Millis;
+use huddle_core::{
+    Channel, NewNotification, Notification, NotificationContent, NotificationStatus, Preference, WebhookEndpoint,
+    new_id, now_ms,
+};
+use huddle_storage::{DynStore, NotificationFilter, Page, PageRequest};
+
+use crate::api::check_id;
+use crate::config::NotifyConfig;
+use crate::{Api, ApiError};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// A send request: one notification per recipient.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SendRequest {
+    pub entity_id: String,
+    pub channel: Option<Channel>,
+    /// Webhook endpoint ids (empty: every enabled endpoint of the entity that takes
+    /// `event_type`), email addresses, E.164 phone numbers or chat channel names.
+    pub recipients: Vec<String>,
+    /// The webhook event type (required for webhooks), else a label.
+    pub event_type: String,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// An iCalendar attachment for email.
+    pub ics: Option<String>,
+    pub data: serde_json::Value,
+    /// Not before this time (unix ms); unset or past means now.
+    pub scheduled_for_ms: Option<Millis>,
+    /// A repeated key returns the first request's ids and sends nothing new.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a send request produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub ids: Vec<String>,
+    /// The idempotency key had been seen: these are the first request's ids.
+    pub duplicate: bool,
+}
+
+/// A new webhook endpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewEndpoint {
+    pub entity_id: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The node name used in outbox claims when none is configured.
+pub(crate) fn default_node_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "huddle-node".into())
+}
+
+/// The outbox actor's arguments for this node's configuration.
+pub(crate) fn outbox_args(namespace: &str, store: &DynStore, config: &NotifyConfig) -> Result<Option<OutboxArgs>> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let schedule: RetrySchedule =
+        config.retry_schedule.parse().map_err(|e| ApiError::invalid("notify.retry_schedule", format!("{e}")))?;
+    let timeout = Duration::from_millis(config.timeout_ms);
+    let webhook = WebhookDeliverer::new(
+        store.clone(),
+        WebhookConfig { timeout, allow_private_targets: config.allow_private_targets, ..Default::default() },
+    )
+    .map_err(ApiError::Internal)?;
+    let deliverers: Vec<(Channel, Arc<dyn Deliver>)> = vec![(Channel::Webhook, Arc::new(webhook))];
+    Ok(Some(OutboxArgs {
+        namespace: namespace.to_string(),
+        store: store.clone(),
+        node_id: config.node_id.clone().unwrap_or_else(default_node_id),
+        schedule,
+        deliverers,
+        max_in_flight: config.max_in_flight,
+        claim_batch: config.claim_batch,
+        poll_interval: Duration::from_millis(config.poll_interval_ms),
+        // A claim outlives the longest attempt with room to record it.
+        lease: timeout * 2 + Duration::from_secs(10),
+    }))
+}
+
+fn check_header(name: &str, value: &str) -> Result<()> {
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str()) {
+        return Err(ApiError::invalid("headers", format!("`{name}` is set by huddle itself")));
+    }
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| ApiError::invalid("headers", format!("`{name}` is not a valid header name")))?;
+    http::HeaderValue::from_str(value)
+        .map_err(|_| ApiError::invalid("headers", format!("the value of `{name}` is not a valid header value")))?;
+    Ok(())
+}
+
+fn check_email(addr: &str) -> Result<()> {
+    let ok = addr.len() <= 320
+        && !addr.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+        && matches!(addr.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'));
+    if ok { Ok(()) } else { Err(ApiError::invalid("recipients", format!("`{addr}` is not an email address"))) }
+}
+
+fn check_phone(number: &str) -> Result<()> {
+    let digits = number.strip_prefix('+').unwrap_or("");
+    if (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0') {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("recipients", format!("`{number}` is not an E.164 phone number (+ and 8-15 digits)")))
+    }
+}
+
+fn check_chat_channel(name: &str) -> Result<()> {
+    let ok =
+        !name.is_empty() && name.len() <= 200 && name.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "recipients",
+            format!("`{name}` is not a chat channel (letters, digits and / - _ . : up to 200)"),
+        ))
+    }
+}
+
+fn check_text(field: &'static str, value: &Option<String>, max: usize) -> Result<()> {
+    if let Some(v) = value
+        && v.len() > max
+    {
+        return Err(ApiError::invalid(field, format!("must be at most {max} bytes (got {})", v.len())));
+    }
+    Ok(())
+}
+
+impl Api {
+    fn notify_config(&self) -> &NotifyConfig {
+        self.runtime().notify_config()
+    }
+
+    /// Accepts a send request into the outbox: one notification per recipient, all
+    /// written in one transaction, then wakes the outbox.
+    pub async fn send_notification(&self, req: SendRequest) -> Result<Sent> {
+        self.visible_entity(&req.entity_id).await?;
+        let config = self.notify_config();
+        let channel = req.channel.ok_or_else(|| ApiError::invalid("channel", "is required"))?;
+        if req.recipients.len() > config.max_recipients {
+            return Err(ApiError::invalid(
+                "recipients",
+                format!("at most {} per request (got {})", config.max_recipients, req.recipients.len()),
+            ));
+        }
+        if let Some(k) = &req.idempotency_key
+            && (k.is_empty() || k.len() > 200)
+        {
+            return Err(ApiError::invalid("idempotency_key", "must be 1-200 characters"));
+        }
+        check_text("event_type", &Some(req.event_type.clone()), 200)?;
+        check_text("subject", &req.subject, 1_000)?;
+        check_text("text", &req.text, 256 * 1024)?;
+        check_text("html", &req.html, 1024 * 1024)?;
+        check_text("ics", &req.ics, 256 * 1024)?;
+        let data_bytes = serde_json::to_vec(&req.data).map(|v| v.len()).unwrap_or(0);
+        if data_bytes > config.max_data_bytes {
+            return Err(ApiError::invalid(
+                "data",
+                format!("must be at most {} bytes of JSON (got {data_bytes})", config.max_data_bytes),
+            ));
+        }
+        let now = now_ms();
+        let due = req.scheduled_for_ms.map_or(now, |t| t.max(now));
+        let content = NotificationContent {
+            event_type: req.event_type.clone(),
+            subject: req.subject.clone(),
+            text: req.text.clone(),
+            html: req.html.clone(),
+            ics: req.ics.clone(),
+            data: req.data.clone(),
+        };
+        let mut recipients: Vec<(String, NotificationStatus, Option<String>)> = Vec::new();
+        match channel {
+            Channel::Webhook => {
+                if req.event_type.trim().is_empty() {
+                    return Err(ApiError::invalid("event_type", "is required for webhooks"));
+                }
+                if req.recipients.is_empty() {
+                    let endpoints = self.runtime().store().list_endpoints(&req.entity_id).await?;
+                    for ep in endpoints.into_iter().filter(|e| !e.disabled && e.accepts(&req.event_type)) {
+                        recipients.push((ep.id, NotificationStatus::Pending, None));
+                    }
+                    if recipients.is_empty() {
+                        return Err(ApiError::FailedPrecondition(format!(
+                            "entity `{}` has no enabled webhook endpoint for `{}`: create one with CreateEndpoint",
+                            req.entity_id, req.event_type
+                        )));
+                    }
+                } else {
+                    for id in &req.recipients {
+                        check_id("recipients", id)?;
+                        let ep = self.runtime().store().get_endpoint(id).await?;
+                        if ep.entity_id != req.entity_id {
+                            return Err(ApiError::NotFound { what: "webhook endpoint", id: id.clone() });
+                        }
+                        if ep.disabled {
+                            return Err(ApiError::FailedPrecondition(format!(
+                                "webhook endpoint `{id}` is disabled ({})",
+                                ep.disabled_reason.as_deref().unwrap_or("by request")
+                            )));
+                        }
+                        if ep.accepts(&req.event_type) {
+                            recipients.push((ep.id, NotificationStatus::Pending, None));
+                        } else {
+                            let why = format!("endpoint `{id}` does not take `{}` events", req.event_type);
+                            recipients.push((ep.id, NotificationStatus::Skipped, Some(why)));
+                        }
+                    }
+                }
+            }
+            Channel::Email => {
+                if req.subject.as_deref().unwrap_or("").trim().is_empty() {
+                    return Err(ApiError::invalid("subject", "is required for email"));
+                }
+                if req.text.is_none() && req.html.is_none() {
+                    return Err(ApiError::invalid("text", "email needs a text or an html body"));
+                }
+                for r in &req.recipients {
+                    check_email(r)?;
+                    recipients.push((r.clone(), NotificationStatus::Pending, None));
+                }
+            }
+            Channel::Sms => {
+                if req.text.as_deref().unwrap_or("").is_empty() {
+                    return Err(ApiError::invalid("text", "is required for SMS"));
+                }
+                for r in &req.recipients {
+                    check_phone(r)?;
+                    recipients.push((r.clone(), NotificationStatus::Pending, None));
+                }
+            }
+            Channel::Chat => {
+                if req.text.is_none() && req.data.is_null() {
+                    return Err(ApiError::invalid("text", "a chat message needs text or data"));
+                }
+                for r in &req.recipients {
+                    check_chat_channel(r)?;
+                    recipients.push((r.clone(), NotificationStatus::Pending, None));
+                }
+            }
+        }
+        if recipients.is_empty() {
+            return Err(ApiError::invalid("recipients", "at least one is required"));
+        }
+        let items = recipients
+            .into_iter()
+            .map(|(recipient, status, last_error)| NewNotification {
+                id: new_id(),
+                entity_id: req.entity_id.clone(),
+                channel,
+                recipient,
+                content: content.clone(),
+                due_at_ms: due,
+                status,
+                last_error,
+            })
+            .collect();
+        let enqueued =
+            self.runtime().store().enqueue_notifications(&req.entity_id, req.idempotency_key.as_deref(), items).await?;
+        if !enqueued.duplicate
+            && due <= now
+            && let Some(outbox) = outbox(self.runtime().namespace())
+        {
+            let _ = outbox.cast(OutboxMsg::Wake);
+        }
+        Ok(Sent { ids: enqueued.ids, duplicate: enqueued.duplicate })
+    }
+
+    pub async fn get_notification(&self, id: &str) -> Result<Notification> {
+        check_id("id", id)?;
+        let n = self.runtime().store().get_notification(id).await?;
+        if !self.scope().sees(&n.entity_id) {
+            return Err(ApiError::NotFound { what: "notification", id: id.to_string() });
+        }
+        Ok(n)
+    }
+
+    /// Newest first. An entity key sees only its own entity's notifications.
+    pub async fn list_notifications(
+        &self,
+        mut filter: NotificationFilter,
+        page: PageRequest,
+    ) -> Result<Page<Notification>> {
+        match (self.scope(), &filter.entity_id) {
+            (crate::Scope::Entity(own), None) => filter.entity_id = Some(own.clone()),
+            (_, Some(e)) => {
+                self.visible_entity(e).await?;
+            }
+            (crate::Scope::Admin, None) => {}
+        }
+        Ok(self.runtime().store().list_notifications(filter, page).await?)
+    }
+
+    pub async fn cancel_notification(&self, id: &str) -> Result<Notification> {
+        self.get_notification(id).await?;
+        Ok(self.runtime().store().cancel_notification(id).await?)
+    }
+
+    /// A new webhook endpoint with a generated `whsec_` secret.
+    pub async fn create_endpoint(&self, new: NewEndpoint) -> Result<WebhookEndpoint> {
+        self.visible_entity(&new.entity_id).await?;
+        if new.url.len() > 2_000 {
+            return Err(ApiError::invalid("url", "must be at most 2000 characters"));
+        }
+        check_url(&new.url, self.notify_config().allow_private_targets).map_err(|m| ApiError::invalid("url", m))?;
+        if new.headers.len() > 20 {
+            return Err(ApiError::invalid("headers", "at most 20"));
+        }
+        for (k, v) in &new.headers {
+            check_header(k, v)?;
+        }
+        if new.event_types.len() > 100 || new.event_types.iter().any(|t| t.trim().is_empty() || t.len() > 200) {
+            return Err(ApiError::invalid("event_types", "at most 100 non-empty types of up to 200 characters"));
+        }
+        let now = now_ms();
+        let ep = WebhookEndpoint {
+            id: new_id(),
+            entity_id: new.entity_id,
+            url: new.url,
+            event_types: new.event_types,
+            headers: new.headers,
+            secret: generate_secret(),
+            previous_secret: None,
+            previous_secret_until_ms: None,
+            disabled: false,
+            disabled_reason: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        Ok(self.runtime().store().create_endpoint(ep).await?)
+    }
+
+    pub async fn list_endpoints(&self, entity_id: &str) -> Result<Vec<WebhookEndpoint>> {
+        self.visible_entity(entity_id).await?;
+        Ok(self.runtime().store().list_endpoints(entity_id).await?)
+    }
+
+    async fn visible_endpoint(&self, id: &str) -> Result<WebhookEndpoint> {
+        check_id("id", id)?;
+        let ep = self.runtime().store().get_endpoint(id).await?;
+        if !self.scope().sees(&ep.entity_id) {
+            return Err(ApiError::NotFound { what: "webhook endpoint", id: id.to_string() });
+        }
+        Ok(ep)
+    }
+
+    pub async fn disable_endpoint(&self, id: &str) -> Result<WebhookEndpoint> {
+        self.visible_endpoint(id).await?;
+        Ok(self.runtime().store().disable_endpoint(id, "disabled by request").await?)
+    }
+
+    /// A new secret; the old one keeps signing (both signatures are sent) for
+    /// `notify.secret_overlap_ms`.
+    pub async fn rotate_endpoint_secret(&self, id: &str) -> Result<WebhookEndpoint> {
+        self.visible_endpoint(id).await?;
+        let until = now_ms() + self.notify_config().secret_overlap_ms as i64;
+        Ok(self.runtime().store().rotate_endpoint_secret(id, &generate_secret(), until).await?)
+    }
+
+    pub async fn set_preference(
+        &self,
+        entity_id: &str,
+        recipient: &str,
+        channel: Channel,
+        opted_out: bool,
+    ) -> Result<Preference> {
+        self.visible_entity(entity_id).await?;
+        if recipient.is_empty() || recipient.len() > 320 {
+            return Err(ApiError::invalid("recipient", "must be 1-320 characters"));
+        }
+        let p = Preference {
+            entity_id: entity_id.to_string(),
+            recipient: recipient.to_string(),
+            channel,
+            opted_out,
+            updated_at_ms: now_ms(),
+        };
+        Ok(self.runtime().store().set_preference(p).await?)
+    }
+
+    /// This node's outbox counters (None when this node does not deliver).
+    pub async fn outbox_stats(&self) -> Option<OutboxStats> {
+        let outbox = outbox(self.runtime().namespace())?;
+        ractor::call_t!(outbox, OutboxMsg::Stats, 5_000).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_are_checked_per_channel() {
+        assert!(check_email("ada@example.com").is_ok());
+        for bad in ["ada", "@example.com", "ada@localhost", "a b@example.com", "ada@example.com>"] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+        assert!(check_phone("+4915112345678").is_ok());
+        for bad in ["015112345678", "+0151", "+49 151 1234", "+12345678901234567"] {
+            assert!(check_phone(bad).is_err(), "{bad}");
+        }
+        assert!(check_chat_channel("entity/e1/user/u1").is_ok());
+        assert!(check_chat_channel("").is_err());
+        assert!(check_chat_channel("a b").is_err());
+        assert!(check_header("X-Team", "blue").is_ok());
+        assert!(check_header("Webhook-Signature", "x").is_err());
+        assert!(check_header("bad header", "x").is_err());
+    }
+}
