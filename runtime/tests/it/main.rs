@@ -6,6 +6,7 @@ mod common;
 mod dead_database;
 mod grpc;
 mod knowledge;
+mod notify;
 mod rooms;
 mod speech;
 mod supervision;

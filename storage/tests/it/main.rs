@@ -62,4 +62,7 @@ conformance!(
     knowledge_documents_and_items,
     corrupt_values_are_errors,
     reopen_sees_committed_data,
+    outbox_enqueue_claim_record,
+    outbox_concurrent_claims_never_overlap,
+    webhook_endpoints_and_rotation,
 );

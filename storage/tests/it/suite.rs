@@ -826,3 +826,228 @@ pub async fn reopen_sees_committed_data(db: &TestDb) {
     let other = entity(&*again, "Other").await;
     assert_eq!(store.get_entity(&other.id).await.unwrap(), other);
 }
+
+fn notification(
+    entity_id: &str,
+    id: &str,
+    channel: huddle_core::Channel,
+    due_at_ms: i64,
+) -> huddle_core::NewNotification {
+    huddle_core::NewNotification {
+        id: id.into(),
+        entity_id: entity_id.into(),
+        channel,
+        recipient: format!("{id}@example.com"),
+        content: huddle_core::NotificationContent {
+            event_type: "room.ended".into(),
+            subject: Some("hi".into()),
+            text: Some("text".into()),
+            data: serde_json::json!({"n": id}),
+            ..Default::default()
+        },
+        due_at_ms,
+        status: huddle_core::NotificationStatus::Pending,
+        last_error: None,
+    }
+}
+
+pub async fn outbox_enqueue_claim_record(db: &TestDb) {
+    use huddle_core::{Channel, DeliveryAttempt, NotificationStatus as S, Preference};
+    use huddle_storage::{DeliveryOutcome, Next, NotificationFilter};
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let now = now_ms();
+    let attempt = |n: u32, code: Option<u32>| DeliveryAttempt {
+        attempt: n,
+        at_ms: now,
+        duration_ms: 3,
+        response_code: code,
+        error: code.filter(|c| *c >= 400).map(|c| format!("HTTP {c}")),
+    };
+
+    // idempotency: the second request with the key gets the first ids and writes nothing
+    let first = store
+        .enqueue_notifications(&acme.id, Some("k1"), vec![notification(&acme.id, "n1", Channel::Email, now)])
+        .await
+        .unwrap();
+    assert_eq!((first.ids.clone(), first.duplicate), (vec!["n1".to_string()], false));
+    let again = store
+        .enqueue_notifications(&acme.id, Some("k1"), vec![notification(&acme.id, "n1b", Channel::Email, now)])
+        .await
+        .unwrap();
+    assert_eq!((again.ids, again.duplicate), (vec!["n1".to_string()], true));
+    assert_err!(store.get_notification("n1b").await, StorageError::NotFound { .. });
+    assert_err!(
+        store.enqueue_notifications("ghost", None, vec![notification("ghost", "g", Channel::Email, now)]).await,
+        StorageError::NotFound { .. }
+    );
+
+    // an opted-out recipient is skipped in the same transaction
+    store
+        .set_preference(Preference {
+            entity_id: acme.id.clone(),
+            recipient: "n2@example.com".into(),
+            channel: Channel::Email,
+            opted_out: true,
+            updated_at_ms: now,
+        })
+        .await
+        .unwrap();
+    store
+        .enqueue_notifications(
+            &acme.id,
+            None,
+            vec![
+                notification(&acme.id, "n2", Channel::Email, now),
+                notification(&acme.id, "n3", Channel::Email, now + 60_000),
+                notification(&acme.id, "n4", Channel::Webhook, now),
+            ],
+        )
+        .await
+        .unwrap();
+    let n2 = store.get_notification("n2").await.unwrap();
+    assert_eq!(n2.status, S::Skipped);
+    assert!(n2.last_error.unwrap().contains("opted out"));
+
+    // claims take only due rows of the asked channels, and only once while claimed
+    let claimed = store.claim_notifications("node-a", &[Channel::Email], now, 30_000, 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["n1"]);
+    assert_eq!(claimed[0].status, S::Sending);
+    assert_eq!(claimed[0].content.data, serde_json::json!({"n": "n1"}));
+    assert!(store.claim_notifications("node-b", &[Channel::Email], now, 30_000, 10).await.unwrap().is_empty());
+    // a lapsed claim is claimed again
+    let reclaimed = store.claim_notifications("node-b", &[Channel::Email], now + 30_001, 30_000, 10).await.unwrap();
+    assert_eq!(reclaimed.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["n1", "n3"].map(String::from)[..1]);
+
+    // a retry, then delivery; both attempts are kept
+    store
+        .record_deliveries(vec![DeliveryOutcome {
+            id: "n1".into(),
+            attempt: attempt(1, Some(503)),
+            next: Next::Retry { due_at_ms: now + 5_000 },
+        }])
+        .await
+        .unwrap();
+    let n1 = store.get_notification("n1").await.unwrap();
+    assert_eq!((n1.status, n1.due_at_ms, n1.attempts.len()), (S::Pending, now + 5_000, 1));
+    assert_eq!(n1.last_error.as_deref(), Some("HTTP 503"));
+    let c = store.claim_notifications("node-a", &[Channel::Email], now + 5_000, 30_000, 10).await.unwrap();
+    assert_eq!(c[0].attempts.len(), 1, "a claimed row carries how many attempts were made");
+    store
+        .record_deliveries(vec![DeliveryOutcome {
+            id: "n1".into(),
+            attempt: attempt(2, Some(250)),
+            next: Next::Delivered { provider_id: Some("SM1".into()) },
+        }])
+        .await
+        .unwrap();
+    let n1 = store.get_notification("n1").await.unwrap();
+    assert_eq!(n1.status, S::Delivered);
+    assert_eq!(n1.attempts.iter().map(|a| a.response_code).collect::<Vec<_>>(), [Some(503), Some(250)]);
+    assert_eq!(n1.provider_id.as_deref(), Some("SM1"));
+    let by_provider = store.update_by_provider_id("SM1", S::Failed, Some("undelivered".into())).await.unwrap();
+    assert_eq!(by_provider.id, "n1");
+
+    // cancel only while pending
+    let n3 = store.cancel_notification("n3").await.unwrap();
+    assert_eq!(n3.status, S::Cancelled);
+    assert_err!(store.cancel_notification("n3").await, StorageError::Precondition(_));
+    assert_err!(store.cancel_notification("nope").await, StorageError::NotFound { .. });
+
+    // release: a restarted node takes its claims back at once
+    let w = store.claim_notifications("node-a", &[Channel::Webhook], now, 30_000, 10).await.unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!(store.release_claims("node-b").await.unwrap(), 0);
+    assert_eq!(store.release_claims("node-a").await.unwrap(), 1);
+    assert_eq!(store.get_notification("n4").await.unwrap().status, S::Pending);
+
+    // listing: newest first, filtered, paged
+    let all = store.list_notifications(NotificationFilter::default(), page(2, "")).await.unwrap();
+    assert_eq!(all.items.len(), 2);
+    assert!(!all.next_token.is_empty());
+    let rest = store.list_notifications(NotificationFilter::default(), page(10, &all.next_token)).await.unwrap();
+    assert_eq!(all.items.len() + rest.items.len(), 4);
+    let delivered = store
+        .list_notifications(
+            NotificationFilter { status: Some(S::Failed), entity_id: Some(acme.id.clone()), ..Default::default() },
+            page(10, ""),
+        )
+        .await
+        .unwrap();
+    assert_eq!(delivered.items.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["n1"]);
+    let counts = store.notification_counts(Some(&acme.id)).await.unwrap();
+    assert_eq!(counts.iter().map(|(_, c)| c).sum::<u64>(), 4);
+}
+
+pub async fn outbox_concurrent_claims_never_overlap(db: &TestDb) {
+    use huddle_core::Channel;
+    let store = db.reopen().await;
+    let acme = entity(store.as_ref(), "Acme").await;
+    let now = now_ms();
+    let items: Vec<_> = (0..200).map(|i| notification(&acme.id, &format!("c{i:03}"), Channel::Webhook, now)).collect();
+    store.enqueue_notifications(&acme.id, None, items).await.unwrap();
+    let mut tasks = Vec::new();
+    for node in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let c = store
+                    .claim_notifications(&format!("node-{node}"), &[Channel::Webhook], now, 60_000, 17)
+                    .await
+                    .unwrap();
+                if c.is_empty() {
+                    break;
+                }
+                mine.extend(c.into_iter().map(|n| n.id));
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: BTreeSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), 200, "every row claimed exactly once");
+    assert_eq!(unique.len(), 200);
+}
+
+pub async fn webhook_endpoints_and_rotation(db: &TestDb) {
+    use huddle_core::WebhookEndpoint;
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let ep = |id: &str, at: i64| WebhookEndpoint {
+        id: id.into(),
+        entity_id: acme.id.clone(),
+        url: "https://example.com/hook".into(),
+        event_types: vec!["room.ended".into()],
+        headers: vec![("X-Team".into(), "blue".into())],
+        secret: "whsec_AAAA".into(),
+        previous_secret: None,
+        previous_secret_until_ms: None,
+        disabled: false,
+        disabled_reason: None,
+        created_at_ms: at,
+        updated_at_ms: at,
+    };
+    store.create_endpoint(ep("e1", 1)).await.unwrap();
+    store.create_endpoint(ep("e2", 2)).await.unwrap();
+    assert_err!(
+        store.create_endpoint(WebhookEndpoint { entity_id: "ghost".into(), ..ep("e3", 3) }).await,
+        StorageError::NotFound { .. }
+    );
+    assert_eq!(store.get_endpoint("e1").await.unwrap(), ep("e1", 1));
+    let rotated = store.rotate_endpoint_secret("e1", "whsec_BBBB", 99).await.unwrap();
+    assert_eq!(
+        (rotated.secret.as_str(), rotated.previous_secret.as_deref(), rotated.previous_secret_until_ms),
+        ("whsec_BBBB", Some("whsec_AAAA"), Some(99))
+    );
+    let disabled = store.disable_endpoint("e2", "410 Gone").await.unwrap();
+    assert!(disabled.disabled);
+    assert_eq!(disabled.disabled_reason.as_deref(), Some("410 Gone"));
+    let listed = store.list_endpoints(&acme.id).await.unwrap();
+    assert_eq!(listed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e1", "e2"]);
+    assert_err!(store.disable_endpoint("nope", "x").await, StorageError::NotFound { .. });
+    assert_err!(store.rotate_endpoint_secret("nope", "x", 1).await, StorageError::NotFound { .. });
+}

@@ -1,0 +1,418 @@
+//! Notifications end to end through the embeddable API: the outbox delivers to a
+//! real HTTP receiver on loopback (an axum server in this process that answers as
+//! each test scripts it), with retries, dead-lettering, 410 handling, timeouts,
+//! `Retry-After`, idempotency, scheduling, opt-outs, secret rotation, the SSRF
+//! guard and entity scoping.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use huddle_actors::notify::signing::{decode_secret, verify_standard};
+use huddle_core::{Channel, NotificationStatus as S};
+use huddle_runtime::{Api, ApiError, NewEndpoint, NotifyConfig, Runtime, SendRequest};
+
+use crate::common::entity;
+
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    at: std::time::Instant,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Received>>>,
+    /// Per path: the statuses to answer in turn (the last one repeats).
+    script: Arc<Mutex<HashMap<String, Vec<(u16, Option<&'static str>)>>>>,
+}
+
+impl Receiver {
+    fn count(&self, path: &str) -> usize {
+        self.got.lock().unwrap().iter().filter(|r| r.path == path).count()
+    }
+
+    fn requests(&self, path: &str) -> Vec<Received> {
+        self.got.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+    }
+}
+
+async fn hook(
+    State(rx): State<Receiver>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let n = {
+        let mut got = rx.got.lock().unwrap();
+        got.push(Received { path: path.clone(), headers, body: body.to_vec(), at: std::time::Instant::now() });
+        got.iter().filter(|r| r.path == path).count()
+    };
+    if path == "slow" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let script = rx.script.lock().unwrap().get(&path).cloned().unwrap_or_else(|| vec![(200, None)]);
+    let (status, retry_after) = script[(n - 1).min(script.len() - 1)];
+    let mut resp = (StatusCode::from_u16(status).unwrap(), format!("answer {n}")).into_response();
+    if let Some(ra) = retry_after {
+        resp.headers_mut().insert("retry-after", ra.parse().unwrap());
+    }
+    resp
+}
+
+async fn receiver() -> (Receiver, String) {
+    let rx = Receiver::default();
+    let app = axum::Router::new().route("/{path}", post(hook)).with_state(rx.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (rx, base)
+}
+
+fn fast_config() -> NotifyConfig {
+    NotifyConfig {
+        allow_private_targets: true,
+        retry_schedule: "0s,50ms,50ms".into(),
+        timeout_ms: 500,
+        poll_interval_ms: 20,
+        ..NotifyConfig::default()
+    }
+}
+
+struct Fixture {
+    rt: Runtime,
+    api: Api,
+    entity: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(config: NotifyConfig) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("it.db").display());
+    let rt = Runtime::builder().database_url(url).notify(config).build().await.unwrap();
+    let api = rt.admin();
+    let e = entity(&api, "Acme", None).await;
+    Fixture { rt, api, entity: e.id, _dir: dir }
+}
+
+fn webhook(entity: &str, endpoint: &str, event_type: &str) -> SendRequest {
+    SendRequest {
+        entity_id: entity.into(),
+        channel: Some(Channel::Webhook),
+        recipients: vec![endpoint.into()],
+        event_type: event_type.into(),
+        data: serde_json::json!({"room": "r1", "minutes": 42}),
+        ..Default::default()
+    }
+}
+
+async fn endpoint(api: &Api, entity: &str, url: String) -> huddle_core::WebhookEndpoint {
+    api.create_endpoint(NewEndpoint {
+        entity_id: entity.into(),
+        url,
+        event_types: vec![],
+        headers: vec![("X-Team".into(), "blue".into())],
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until the notification reaches a final status and returns it.
+async fn settled(api: &Api, id: &str) -> huddle_core::Notification {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = api.get_notification(id).await.unwrap();
+        if n.status.is_final() {
+            return n;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "notification {id} still {} after 10 s", n.status);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_is_delivered_signed_with_the_notification_id() {
+    let f = fixture(fast_config()).await;
+    let (rx, base) = receiver().await;
+    let ep = endpoint(&f.api, &f.entity, format!("{base}/ok")).await;
+    assert!(ep.secret.starts_with("whsec_"));
+    let sent = f.api.send_notification(webhook(&f.entity, &ep.id, "room.ended")).await.unwrap();
+    assert_eq!(sent.ids.len(), 1);
+    let n = settled(&f.api, &sent.ids[0]).await;
+    assert_eq!(n.status, S::Delivered, "{n:?}");
+    assert_eq!(n.attempts.len(), 1);
+    assert_eq!(n.attempts[0].response_code, Some(200));
+
+    let req = &rx.requests("ok")[0];
+    let h = |k: &str| req.headers.get(k).unwrap().to_str().unwrap().to_string();
+    assert_eq!(h("webhook-id"), sent.ids[0]);
+    assert_eq!(h("x-team"), "blue");
+    assert_eq!(h("content-type"), "application/json");
+    let secret = decode_secret(&ep.secret).unwrap();
+    let now = huddle_core::now_ms() / 1000;
+    verify_standard(&[secret], &h("webhook-id"), &h("webhook-timestamp"), &h("webhook-signature"), &req.body, now, 300)
+        .expect("the signature verifies with the endpoint's secret");
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(body["type"], "room.ended");
+    assert_eq!(body["data"], serde_json::json!({"room": "r1", "minutes": 42}));
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    let other = decode_secret(&huddle_actors::notify::signing::generate_secret()).unwrap();
+    assert!(
+        verify_standard(
+            &[other],
+            &h("webhook-id"),
+            &h("webhook-timestamp"),
+            &h("webhook-signature"),
+            &req.body,
+            now,
+            300
+        )
+        .is_err()
+    );
+    f.rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_follow_the_schedule_then_dead_letter() {
+    let f = fixture(fast_config()).await;
+    let (rx, base) = receiver().await;
+    rx.script.lock().unwrap().insert("flaky".into(), vec![(500, None), (503, None), (200, None)]);
+    rx.script.lock().unwrap().insert("down".into(), vec![(502, None)]);
+    let flaky = endpoint(&f.api, &f.entity, format!("{base}/flaky")).await;
+    let down = endpoint(&f.api, &f.entity, format!("{base}/down")).await;
+    let a = f.api.send_notification(webhook(&f.entity, &flaky.id, "t")).await.unwrap().ids.remove(0);
+    let b = f.api.send_notification(webhook(&f.entity, &down.id, "t")).await.unwrap().ids.remove(0);
+
+    let a = settled(&f.api, &a).await;
+    assert_eq!(a.status, S::Delivered);
+    assert_eq!(a.attempts.iter().map(|x| x.response_code).collect::<Vec<_>>(), [Some(500), Some(503), Some(200)]);
+    let ids: Vec<_> =
+        rx.requests("flaky").iter().map(|r| r.headers["webhook-id"].to_str().unwrap().to_string()).collect();
+    assert_eq!(ids, vec![a.id.clone(); 3], "every redelivery carries the same id");
+
+    let b = settled(&f.api, &b).await;
+    assert_eq!(b.status, S::Dead, "three attempts of the schedule, then dead");
+    assert_eq!(b.attempts.len(), 3);
+    assert_eq!(rx.count("down"), 3);
+    assert!(b.last_error.unwrap().contains("HTTP 502"));
+    f.rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_disables_the_endpoint_and_4xx_fails_without_retry() {
+    let f = fixture(fast_config()).await;
+    let (rx, base) = receiver().await;
+    rx.script.lock().unwrap().insert("gone".into(), vec![(410, None)]);
+    rx.script.lock().unwrap().insert("bad".into(), vec![(400, None)]);
+    rx.script.lock().unwrap().insert("limited".into(), vec![(429, Some("1")), (200, None)]);
+    let gone = endpoint(&f.api, &f.entity, format!("{base}/gone")).await;
+    let bad = endpoint(&f.api, &f.entity, format!("{base}/bad")).await;
+    let limited = endpoint(&f.api, &f.entity, format!("{base}/limited")).await;
+
+    let g = f.api.send_notification(webhook(&f.entity, &gone.id, "t")).await.unwrap().ids.remove(0);
+    let g = settled(&f.api, &g).await;
+    assert_eq!((g.status, g.attempts.len()), (S::Failed, 1));
+    crate::common::eventually("the gone endpoint is disabled", || async {
+        f.api.list_endpoints(&f.entity).await.unwrap().iter().any(|e| e.id == gone.id && e.disabled)
+    })
+    .await;
+    let refused = f.api.send_notification(webhook(&f.entity, &gone.id, "t")).await.unwrap_err();
+    assert!(matches!(refused, ApiError::FailedPrecondition(_)), "{refused:?}");
+
+    let b = f.api.send_notification(webhook(&f.entity, &bad.id, "t")).await.unwrap().ids.remove(0);
+    let b = settled(&f.api, &b).await;
+    assert_eq!((b.status, b.attempts.len(), rx.count("bad")), (S::Failed, 1, 1));
+
+    // 429 with Retry-After: 1 waits at least a second although the schedule says 50 ms
+    let l = f.api.send_notification(webhook(&f.entity, &limited.id, "t")).await.unwrap().ids.remove(0);
+    let l = settled(&f.api, &l).await;
+    assert_eq!(l.status, S::Delivered);
+    let reqs = rx.requests("limited");
+    assert!(reqs[1].at.duration_since(reqs[0].at) >= Duration::from_millis(950), "Retry-After honoured");
+    f.rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_retried_and_recorded() {
+    let f = fixture(NotifyConfig { retry_schedule: "0s,10ms".into(), timeout_ms: 300, ..fast_config() }).await;
+    let (_rx, base) = receiver().await;
+    let slow = endpoint(&f.api, &f.entity, format!("{base}/slow")).await;
+    let id = f.api.send_notification(webhook(&f.entity, &slow.id, "t")).await.unwrap().ids.remove(0);
+    let n = settled(&f.api, &id).await;
+    assert_eq!((n.status, n.attempts.len()), (S::Dead, 2));
+    assert!(n.attempts.iter().all(|a| a.error.as_deref().unwrap_or("").contains("timed out")), "{n:?}");
+    assert!(n.attempts.iter().all(|a| a.duration_ms >= 250 && a.duration_ms < 2_000), "{n:?}");
+    f.rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_scheduling_cancel_and_opt_out() {
+    let f = fixture(fast_config()).await;
+    let (rx, base) = receiver().await;
+    let ep = endpoint(&f.api, &f.entity, format!("{base}/ok")).await;
+    let mut req = webhook(&f.entity, &ep.id, "t");
+    req.idempotency_key = Some("order-17".into());
+    let first = f.api.send_notification(req.clone()).await.unwrap();
+    let second = f.api.send_notification(req).await.unwrap();
+    assert_eq!((second.ids.clone(), second.duplicate), (first.ids.clone(), true));
+    settled(&f.api, &first.ids[0]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rx.count("ok"), 1, "the repeated request sent nothing");
+
+    let mut later = webhook(&f.entity, &ep.id, "t");
+    later.scheduled_for_ms = Some(huddle_core::now_ms() + 3_600_000);
+    let later = f.api.send_notification(later).await.unwrap().ids.remove(0);
+    assert_eq!(f.api.get_notification(&later).await.unwrap().status, S::Pending);
+    assert_eq!(f.api.cancel_notification(&later).await.unwrap().status, S::Cancelled);
+    let again = f.api.cancel_notification(&later).await.unwrap_err();
+    assert!(matches!(again, ApiError::FailedPrecondition(_)), "{again:?}");
+
+    f.api.set_preference(&f.entity, &ep.id, Channel::Webhook, true).await.unwrap();
+    let skipped = f.api.send_notification(webhook(&f.entity, &ep.id, "t")).await.unwrap().ids.remove(0);
+    assert_eq!(f.api.get_notification(&skipped).await.unwrap().status, S::Skipped);
+
+    // an endpoint with a type filter skips other types; fan-out without recipients
+    let typed = f
+        .api
+        .create_endpoint(NewEndpoint {
+            entity_id: f.entity.clone(),
+            url: format!("{base}/typed"),
+            event_types: vec!["room.started".into()],
+            headers: vec![],
+        })
+        .await
+        .unwrap();
+    let other_type = f.api.send_notification(webhook(&f.entity, &typed.id, "room.ended")).await.unwrap().ids.remove(0);
+    assert_eq!(f.api.get_notification(&other_type).await.unwrap().status, S::Skipped);
+    let mut fan = webhook(&f.entity, "", "room.started");
+    fan.recipients.clear();
+    let fanned = f.api.send_notification(fan).await.unwrap();
+    assert_eq!(fanned.ids.len(), 2, "every enabled endpoint taking the type");
+    f.rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_signs_with_both_secrets_during_the_overlap() {
+    let f = fixture(fast_config()).await;
+    let (rx, base) = receiver().await;
+    let ep = endpoint(&f.api, &f.entity, format!("{base}/ok")).await;
+    let rotated = f.api.rotate_endpoint_secret(&ep.id).await.unwrap();
+    assert_ne!(rotated.secret, ep.secret);
+    assert_eq!(rotated.previous_secret.as_deref(), Some(ep.secret.as_str()));
+    let id = f.api.send_notification(webhook(&f.entity, &ep.id, "t")).await.unwrap().ids.remove(0);
+    settled(&f.api, &id).await;
+    let req = &rx.requests("ok")[0];
+    let h = |k: &str| req.headers.get(k).unwrap().to_str().unwrap().to_string();
+    assert_eq!(h("webhook-signature").split(' ').count(), 2);
+    let now = huddle_core::now_ms() / 1000;
+    for secret in [&ep.secret, &rotated.secret] {
+        let key = decode_secret(secret).unwrap();
+        verify_standard(&[key], &id, &h("webhook-timestamp"), &h("webhook-signature"), &req.body, now, 300)
+            .expect("old and new secret both verify");
+    }
+    f.rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_targets_are_refused_by_default() {
+    let f = fixture(NotifyConfig { allow_private_targets: false, ..fast_config() }).await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://10.0.0.7/hook",
+        "http://[::1]/x",
+        "http://169.254.169.254/latest",
+    ] {
+        let err = f
+            .api
+            .create_endpoint(NewEndpoint { entity_id: f.entity.clone(), url: url.into(), ..Default::default() })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("SSRF"), "{url}: {err}");
+    }
+    for url in ["ftp://example.com/x", "not a url"] {
+        let err = f
+            .api
+            .create_endpoint(NewEndpoint { entity_id: f.entity.clone(), url: url.into(), ..Default::default() })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::InvalidArgument { .. }), "{url}: {err}");
+    }
+    f.rt.shutdown().await;
+
+    // an endpoint created where private targets were allowed is refused at delivery
+    // by a node that does not allow them, and nothing reaches the receiver
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ssrf.db").display());
+    let (rx, base) = receiver().await;
+    let open = Runtime::builder()
+        .database_url(&url)
+        .notify(NotifyConfig { enabled: false, ..fast_config() })
+        .build()
+        .await
+        .unwrap();
+    let e = entity(&open.admin(), "Acme", None).await;
+    let ep = endpoint(&open.admin(), &e.id, format!("{base}/ok")).await;
+    let id = open.admin().send_notification(webhook(&e.id, &ep.id, "t")).await.unwrap().ids.remove(0);
+    open.shutdown().await;
+    let guarded = Runtime::builder()
+        .database_url(&url)
+        .notify(NotifyConfig { allow_private_targets: false, ..fast_config() })
+        .build()
+        .await
+        .unwrap();
+    let n = settled(&guarded.admin(), &id).await;
+    assert_eq!(n.status, S::Failed);
+    assert!(n.last_error.unwrap().contains("SSRF"));
+    assert_eq!(rx.count("ok"), 0);
+    guarded.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_keys_see_only_their_own_notifications() {
+    let f = fixture(fast_config()).await;
+    let (_rx, base) = receiver().await;
+    let ep = endpoint(&f.api, &f.entity, format!("{base}/ok")).await;
+    let id = f.api.send_notification(webhook(&f.entity, &ep.id, "t")).await.unwrap().ids.remove(0);
+    let other = entity(&f.api, "Other", None).await;
+    let theirs = f.rt.for_entity(other.id.clone());
+    assert!(matches!(theirs.get_notification(&id).await.unwrap_err(), ApiError::NotFound { .. }));
+    assert!(matches!(theirs.cancel_notification(&id).await.unwrap_err(), ApiError::NotFound { .. }));
+    assert!(matches!(theirs.rotate_endpoint_secret(&ep.id).await.unwrap_err(), ApiError::NotFound { .. }));
+    assert!(matches!(
+        theirs.send_notification(webhook(&f.entity, &ep.id, "t")).await.unwrap_err(),
+        ApiError::NotFound { .. }
+    ));
+    // sending to another entity's endpoint from one's own entity is NOT_FOUND too
+    assert!(matches!(
+        theirs.send_notification(webhook(&other.id, &ep.id, "t")).await.unwrap_err(),
+        ApiError::NotFound { .. }
+    ));
+    let listed = theirs.list_notifications(Default::default(), Default::default()).await.unwrap();
+    assert!(listed.items.is_empty());
+    let mine =
+        f.rt.for_entity(f.entity.clone()).list_notifications(Default::default(), Default::default()).await.unwrap();
+    assert_eq!(mine.items.len(), 1);
+    // bad requests are refused with the field named
+    let mut bad = webhook(&f.entity, &ep.id, "");
+    let err = f.api.send_notification(bad.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("event_type"), "{err}");
+    bad.event_type = "t".into();
+    bad.channel = None;
+    assert!(f.api.send_notification(bad).await.unwrap_err().to_string().contains("channel"));
+    let sms = SendRequest {
+        entity_id: f.entity.clone(),
+        channel: Some(Channel::Sms),
+        recipients: vec!["12345".into()],
+        text: Some("hi".into()),
+        ..Default::default()
+    };
+    assert!(f.api.send_notification(sms).await.unwrap_err().to_string().contains("E.164"));
+    f.rt.shutdown().await;
+}
