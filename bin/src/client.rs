@@ -6,6 +6,7 @@
 //! - `entity`: `huddle entity ...` and `huddle department ...`
 //! - `room`: `huddle room ...`
 //! - `kb`: `huddle kb ...`
+//! - `notify`: `huddle endpoint ...` and `huddle notify ...`
 //! - `output`: human tables and key: value blocks, JSON lines
 
 use std::io::ErrorKind;
@@ -17,6 +18,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use huddle_proto::v1::entities_client::EntitiesClient;
 use huddle_proto::v1::knowledge_client::KnowledgeClient;
+use huddle_proto::v1::notifications_client::NotificationsClient;
 use huddle_proto::v1::rooms_client::RoomsClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -27,6 +29,7 @@ use crate::client::output::Out;
 
 pub mod entity;
 pub mod kb;
+pub mod notify;
 pub mod output;
 pub mod room;
 
@@ -62,6 +65,8 @@ pub enum Op {
     Department(entity::DepartmentCommand),
     Room(room::RoomCommand),
     Kb(kb::KbCommand),
+    Endpoint(notify::EndpointCommand),
+    Notify(notify::NotifyCommand),
 }
 
 /// Adds `authorization: Bearer <key>` to every request.
@@ -82,6 +87,7 @@ pub struct Client {
     pub entities: EntitiesClient<Authed>,
     pub rooms: RoomsClient<Authed>,
     pub knowledge: KnowledgeClient<Authed>,
+    pub notifications: NotificationsClient<Authed>,
     pub out: Out,
 }
 
@@ -116,6 +122,8 @@ async fn run(conn: &Connection, op: Op) -> anyhow::Result<()> {
         Op::Department(cmd) => entity::run_department(&mut client, cmd).await,
         Op::Room(cmd) => room::run(&mut client, cmd).await,
         Op::Kb(cmd) => kb::run(&mut client, cmd).await,
+        Op::Endpoint(cmd) => notify::run_endpoint(&mut client, cmd).await,
+        Op::Notify(cmd) => notify::run_notify(&mut client, cmd).await,
     }
 }
 
@@ -159,7 +167,8 @@ pub async fn connect(server: &str, key: &str, out: Out) -> anyhow::Result<Client
     Ok(Client {
         entities: EntitiesClient::with_interceptor(channel.clone(), auth.clone()),
         rooms: RoomsClient::with_interceptor(channel.clone(), auth.clone()),
-        knowledge: KnowledgeClient::with_interceptor(channel, auth),
+        knowledge: KnowledgeClient::with_interceptor(channel.clone(), auth.clone()),
+        notifications: NotificationsClient::with_interceptor(channel, auth),
         out,
     })
 }

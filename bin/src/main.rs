@@ -80,6 +80,10 @@ enum Command {
     Room(client::room::RoomArgs),
     /// Upload, list, delete and search an entity's knowledge base.
     Kb(client::kb::KbArgs),
+    /// Register, list, disable and rotate webhook endpoints.
+    Endpoint(client::notify::EndpointArgs),
+    /// Send notifications (webhook, email, SMS, chat) and follow their delivery.
+    Notify(client::notify::NotifyArgs),
     /// Install and list local model weights (Whisper, text embeddings); no server needed.
     Models(models::ModelsArgs),
     /// Embed texts with the local all-MiniLM-L6-v2 model; no server needed.
@@ -97,6 +101,8 @@ fn main() -> ExitCode {
         Command::Department(args) => client::main(&args.conn, client::Op::Department(args.command)),
         Command::Room(args) => client::main(&args.conn, client::Op::Room(args.command)),
         Command::Kb(args) => client::main(&args.conn, client::Op::Kb(args.command)),
+        Command::Endpoint(args) => client::main(&args.conn, client::Op::Endpoint(args.command)),
+        Command::Notify(args) => client::main(&args.conn, client::Op::Notify(args.command)),
         Command::Models(args) => models::main(args),
         Command::Embed(args) => embed::main(args),
         Command::Demo(args) => demo::main(args),

@@ -97,6 +97,7 @@ struct Inner {
     speech: speech::Speech,
     knowledge: Arc<knowledge::Knowledge>,
     notify: NotifyConfig,
+    endpoint_cache: huddle_actors::notify::webhook::EndpointCache,
     /// Cancelled when the runtime begins to shut down; ends watch streams.
     closing: CancellationToken,
 }
@@ -175,6 +176,10 @@ impl Runtime {
 
     pub(crate) fn notify_config(&self) -> &NotifyConfig {
         &self.inner.notify
+    }
+
+    pub(crate) fn endpoint_cache(&self) -> &huddle_actors::notify::webhook::EndpointCache {
+        &self.inner.endpoint_cache
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -279,6 +284,7 @@ impl RuntimeBuilder {
             namespace: namespace.clone(),
         });
         let hub = RoomHub::new(self.rooms.watch_buffer);
+        let endpoint_cache = huddle_actors::notify::webhook::EndpointCache::default();
         let args = root::RootArgs {
             namespace: namespace.clone(),
             store: store.clone(),
@@ -286,7 +292,7 @@ impl RuntimeBuilder {
             backoff_base: Duration::from_millis(self.rooms.restart_backoff_base_ms),
             backoff_max: Duration::from_millis(self.rooms.restart_backoff_max_ms),
             idle_timeout: Duration::from_millis(self.rooms.idle_timeout_ms),
-            outbox: notify::outbox_args(&namespace, &store, &self.notify)
+            outbox: notify::outbox_args(&namespace, &store, &self.notify, endpoint_cache.clone())
                 .map_err(|e| RuntimeError::Actors(e.to_string()))?,
         };
         let (root, _) = Actor::spawn(Some(format!("{namespace}/root")), root::RootActor, args)
@@ -304,6 +310,7 @@ impl RuntimeBuilder {
                 speech: speech::Speech::new(self.speech, Some(listener)),
                 knowledge,
                 notify: self.notify,
+                endpoint_cache,
                 closing: CancellationToken::new(),
             }),
         })

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use huddle_actors::notify::signing::generate_secret;
-use huddle_actors::notify::webhook::{RESERVED_HEADERS, WebhookConfig, WebhookDeliverer, check_url};
+use huddle_actors::notify::webhook::{EndpointCache, RESERVED_HEADERS, WebhookConfig, WebhookDeliverer, check_url};
 use huddle_actors::notify::{Deliver, schedule::RetrySchedule};
 use huddle_actors::outbox::{OutboxArgs, OutboxMsg, OutboxStats, outbox};
 use huddle_core::time::Millis;
@@ -72,7 +72,12 @@ pub(crate) fn default_node_id() -> String {
 }
 
 /// The outbox actor's arguments for this node's configuration.
-pub(crate) fn outbox_args(namespace: &str, store: &DynStore, config: &NotifyConfig) -> Result<Option<OutboxArgs>> {
+pub(crate) fn outbox_args(
+    namespace: &str,
+    store: &DynStore,
+    config: &NotifyConfig,
+    endpoints: EndpointCache,
+) -> Result<Option<OutboxArgs>> {
     if !config.enabled {
         return Ok(None);
     }
@@ -82,6 +87,7 @@ pub(crate) fn outbox_args(namespace: &str, store: &DynStore, config: &NotifyConf
     let webhook = WebhookDeliverer::new(
         store.clone(),
         WebhookConfig { timeout, allow_private_targets: config.allow_private_targets, ..Default::default() },
+        endpoints,
     )
     .map_err(ApiError::Internal)?;
     let deliverers: Vec<(Channel, Arc<dyn Deliver>)> = vec![(Channel::Webhook, Arc::new(webhook))];
@@ -370,7 +376,9 @@ impl Api {
 
     pub async fn disable_endpoint(&self, id: &str) -> Result<WebhookEndpoint> {
         self.visible_endpoint(id).await?;
-        Ok(self.runtime().store().disable_endpoint(id, "disabled by request").await?)
+        let ep = self.runtime().store().disable_endpoint(id, "disabled by request").await?;
+        self.runtime().endpoint_cache().invalidate(id);
+        Ok(ep)
     }
 
     /// A new secret; the old one keeps signing (both signatures are sent) for
@@ -378,7 +386,9 @@ impl Api {
     pub async fn rotate_endpoint_secret(&self, id: &str) -> Result<WebhookEndpoint> {
         self.visible_endpoint(id).await?;
         let until = now_ms() + self.notify_config().secret_overlap_ms as i64;
-        Ok(self.runtime().store().rotate_endpoint_secret(id, &generate_secret(), until).await?)
+        let ep = self.runtime().store().rotate_endpoint_secret(id, &generate_secret(), until).await?;
+        self.runtime().endpoint_cache().invalidate(id);
+        Ok(ep)
     }
 
     pub async fn set_preference(

@@ -36,15 +36,20 @@ pub(crate) trait Dialect: Database {
     const SKIP_LOCKED: &'static str;
 }
 
-/// A connection pool and the storage operations over it.
+/// Connection pools and the storage operations over them.
 #[derive(Debug)]
 pub(crate) struct Sql<DB: Database> {
     pub(crate) pool: Pool<DB>,
+    /// Where write transactions run. On SQLite a single connection: writers then
+    /// queue for it in order instead of spinning in SQLite's busy handler (whose
+    /// sleeps of up to 100 ms let a waiting writer starve under load). On Postgres
+    /// the same pool as reads.
+    writer: Pool<DB>,
 }
 
 impl<DB: Database> Clone for Sql<DB> {
     fn clone(&self) -> Self {
-        Self { pool: self.pool.clone() }
+        Self { pool: self.pool.clone(), writer: self.writer.clone() }
     }
 }
 
@@ -64,14 +69,14 @@ where
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    pub fn new(pool: Pool<DB>) -> Self {
-        Self { pool }
+    pub fn new(pool: Pool<DB>, writer: Pool<DB>) -> Self {
+        Self { pool, writer }
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, DB>> {
         Ok(match DB::BEGIN_WRITE {
-            Some(statement) => self.pool.begin_with(statement).await?,
-            None => self.pool.begin().await?,
+            Some(statement) => self.writer.begin_with(statement).await?,
+            None => self.writer.begin().await?,
         })
     }
 

@@ -59,10 +59,16 @@ impl SqliteStore {
             // exactly one, forever, so every query sees the same database.
             pool_options = pool_options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
         }
-        let pool = pool_options.connect_with(options).await?;
+        let pool = pool_options.connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        // Write transactions queue for one connection of their own (see `Sql`).
+        let writer = if is_in_memory(url) {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new().max_connections(1).connect_with(options).await?
+        };
         info!(url, "opened sqlite store");
-        Ok(Self { sql: Sql::new(pool) })
+        Ok(Self { sql: Sql::new(pool, writer) })
     }
 }
 

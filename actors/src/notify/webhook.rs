@@ -130,16 +130,28 @@ impl Default for WebhookConfig {
     }
 }
 
+/// Endpoints as last read, shared by the deliverer and whoever changes endpoints
+/// on this node (so a rotation or a disable here takes effect at once; other nodes
+/// see it within [`ENDPOINT_TTL`]).
+#[derive(Clone, Default)]
+pub struct EndpointCache(Arc<DashMap<String, (Instant, Arc<WebhookEndpoint>)>>);
+
+impl EndpointCache {
+    pub fn invalidate(&self, endpoint_id: &str) {
+        self.0.remove(endpoint_id);
+    }
+}
+
 /// Delivers webhook notifications (`recipient` is the endpoint id).
 pub struct WebhookDeliverer {
     store: DynStore,
     client: reqwest::Client,
     config: WebhookConfig,
-    endpoints: DashMap<String, (Instant, Arc<WebhookEndpoint>)>,
+    endpoints: EndpointCache,
 }
 
 impl WebhookDeliverer {
-    pub fn new(store: DynStore, config: WebhookConfig) -> Result<Self, String> {
+    pub fn new(store: DynStore, config: WebhookConfig, endpoints: EndpointCache) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
@@ -151,17 +163,17 @@ impl WebhookDeliverer {
             builder = builder.dns_resolver(Arc::new(GuardedResolver));
         }
         let client = builder.build().map_err(|e| format!("cannot build the webhook http client: {e}"))?;
-        Ok(WebhookDeliverer { store, client, config, endpoints: DashMap::new() })
+        Ok(WebhookDeliverer { store, client, config, endpoints })
     }
 
     async fn endpoint(&self, id: &str) -> Result<Arc<WebhookEndpoint>, StorageError> {
-        if let Some(entry) = self.endpoints.get(id)
+        if let Some(entry) = self.endpoints.0.get(id)
             && entry.0.elapsed() < ENDPOINT_TTL
         {
             return Ok(entry.1.clone());
         }
         let ep = Arc::new(self.store.get_endpoint(id).await?);
-        self.endpoints.insert(id.to_string(), (Instant::now(), ep.clone()));
+        self.endpoints.0.insert(id.to_string(), (Instant::now(), ep.clone()));
         Ok(ep)
     }
 

@@ -68,10 +68,15 @@ impl Data {
 
     /// `huddle serve` on free ports with this directory's database and key.
     pub fn start(&self) -> Node {
+        self.start_env(&[])
+    }
+
+    /// Like [`Data::start`], with extra environment variables.
+    pub fn start_env(&self, envs: &[(&str, &str)]) -> Node {
         let db = self.db_url();
         self.start_with(
             &["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--database", &db, "--admin-key", &self.key],
-            &[],
+            envs,
         )
     }
 
@@ -356,4 +361,66 @@ impl Run {
 #[track_caller]
 pub fn s<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field].as_str().unwrap_or_else(|| panic!("no string `{field}` in {v}"))
+}
+
+/// The cargo target directory: `CARGO_TARGET_DIR` when absolute, else the
+/// one the huddle binary was built into.
+pub fn target_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).filter(|d| d.is_absolute()) {
+        return d;
+    }
+    let exe = Path::new(BIN);
+    exe.parent().and_then(Path::parent).expect("binary lives in <target>/<profile>/").to_path_buf()
+}
+
+fn has_imports(python: &Path, imports: &str) -> bool {
+    Command::new(python)
+        .args(["-c", imports])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A Python that can `imports`: `HUDDLE_TEST_PYTHON` if it can, else the venv
+/// `venv_name` under the target directory, created once (pip-installing
+/// `packages`) and reused. Panics with what to do when that fails; tests that
+/// need a Python peer never skip.
+pub fn venv_python(venv_name: &str, packages: &[&str], imports: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os("HUDDLE_TEST_PYTHON").map(PathBuf::from)
+        && has_imports(&p, imports)
+    {
+        return p;
+    }
+    let venv = target_dir().join(venv_name);
+    let py = venv.join("bin").join("python");
+    if has_imports(&py, imports) {
+        return py;
+    }
+    if !py.exists() {
+        let out = Command::new("python3").arg("-m").arg("venv").arg(&venv).output();
+        let out = out.unwrap_or_else(|e| {
+            panic!("cannot run python3 to create a venv: {e}; install python3 or set HUDDLE_TEST_PYTHON")
+        });
+        assert!(
+            out.status.success(),
+            "`python3 -m venv {}` failed: {}\ninstall python3-venv, or set HUDDLE_TEST_PYTHON to a Python with {packages:?}",
+            venv.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(&py)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(packages)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", py.display()));
+    assert!(
+        out.status.success(),
+        "pip install {packages:?} into {} failed:\n{}{}",
+        venv.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(has_imports(&py, imports), "{} still cannot `{imports}` after pip install", py.display());
+    py
 }

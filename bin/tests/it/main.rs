@@ -10,6 +10,7 @@
 //! - `serve`: config layering, bad config, SIGTERM/SIGINT, `/healthz` and `/metrics`
 //! - `foreign`: a Python grpcio client that knows huddle only through reflection
 //! - `transcribe`: `huddle transcribe` on espeak-ng speech with the real tiny.en weights
+//! - `webhooks`: deliveries checked by Python `standardwebhooks`; kill -9 mid-burst loses nothing
 
 mod cli;
 mod common;
@@ -18,3 +19,4 @@ mod durability;
 mod foreign;
 mod serve;
 mod transcribe;
+mod webhooks;
