@@ -16,6 +16,7 @@
 //! - [`serve`]: those two servers
 //! - [`knowledge`]: the embedding model against sentence-transformers, the HNSW index
 //!   against hnswlib and faiss (Python peers in cached virtualenvs)
+//! - [`notify`]: the notification outbox delivering webhooks, against direct posts
 //! - [`speech`]: whisper decoding speed per model, end-of-speech -> transcript
 //!   latency at N concurrent real-time streams, against the naive whole-file run
 //!
@@ -36,6 +37,7 @@ pub mod alloc;
 pub mod fixture;
 pub mod grpc;
 pub mod knowledge;
+pub mod notify;
 pub mod report;
 pub mod serve;
 pub mod speech;

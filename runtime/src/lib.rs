@@ -98,6 +98,7 @@ struct Inner {
     knowledge: Arc<knowledge::Knowledge>,
     notify: NotifyConfig,
     endpoint_cache: huddle_actors::notify::webhook::EndpointCache,
+    enqueuer: notify::Enqueuer,
     /// Cancelled when the runtime begins to shut down; ends watch streams.
     closing: CancellationToken,
 }
@@ -176,6 +177,10 @@ impl Runtime {
 
     pub(crate) fn notify_config(&self) -> &NotifyConfig {
         &self.inner.notify
+    }
+
+    pub(crate) fn enqueuer(&self) -> &notify::Enqueuer {
+        &self.inner.enqueuer
     }
 
     pub(crate) fn endpoint_cache(&self) -> &huddle_actors::notify::webhook::EndpointCache {
@@ -285,6 +290,7 @@ impl RuntimeBuilder {
         });
         let hub = RoomHub::new(self.rooms.watch_buffer);
         let endpoint_cache = huddle_actors::notify::webhook::EndpointCache::default();
+        let enqueuer = notify::Enqueuer::start(store.clone());
         let args = root::RootArgs {
             namespace: namespace.clone(),
             store: store.clone(),
@@ -311,6 +317,7 @@ impl RuntimeBuilder {
                 knowledge,
                 notify: self.notify,
                 endpoint_cache,
+                enqueuer,
                 closing: CancellationToken::new(),
             }),
         })

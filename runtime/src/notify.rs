@@ -14,7 +14,7 @@ use huddle_core::{
     Channel, NewNotification, Notification, NotificationContent, NotificationStatus, Preference, WebhookEndpoint,
     new_id, now_ms,
 };
-use huddle_storage::{DynStore, NotificationFilter, Page, PageRequest};
+use huddle_storage::{DynStore, EnqueueRequest, Enqueued, NotificationFilter, Page, PageRequest};
 
 use crate::api::check_id;
 use crate::config::NotifyConfig;
@@ -59,6 +59,62 @@ pub struct NewEndpoint {
     pub url: String,
     pub event_types: Vec<String>,
     pub headers: Vec<(String, String)>,
+}
+
+/// Group commit for send requests: one task writes the outbox, and the requests
+/// that arrive while a write is in flight go into the next transaction together
+/// (one commit and one sync for all of them). On a batch error each request is
+/// written alone, so one bad request cannot fail the others.
+#[derive(Clone)]
+pub(crate) struct Enqueuer {
+    jobs_tx: tokio::sync::mpsc::Sender<EnqueueJob>,
+}
+
+struct EnqueueJob {
+    request: EnqueueRequest,
+    reply: tokio::sync::oneshot::Sender<std::result::Result<Enqueued, huddle_storage::StorageError>>,
+}
+
+/// Send requests per transaction at most.
+const MAX_GROUP: usize = 64;
+
+impl Enqueuer {
+    pub(crate) fn start(store: DynStore) -> Enqueuer {
+        let (jobs_tx, mut jobs_rx) = tokio::sync::mpsc::channel::<EnqueueJob>(4 * MAX_GROUP);
+        tokio::spawn(async move {
+            while let Some(first) = jobs_rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_GROUP {
+                    match jobs_rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                if jobs.len() > 1 {
+                    let requests = jobs.iter().map(|j| j.request.clone()).collect();
+                    if let Ok(done) = store.enqueue_notification_batch(requests).await {
+                        for (job, enqueued) in jobs.into_iter().zip(done) {
+                            let _ = job.reply.send(Ok(enqueued));
+                        }
+                        continue;
+                    }
+                }
+                for job in jobs {
+                    let r = job.request;
+                    let result = store.enqueue_notifications(&r.entity_id, r.idempotency_key.as_deref(), r.items).await;
+                    let _ = job.reply.send(result);
+                }
+            }
+        });
+        Enqueuer { jobs_tx }
+    }
+
+    async fn enqueue(&self, request: EnqueueRequest) -> Result<Enqueued> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let gone = || ApiError::Unavailable("the outbox writer stopped: the runtime is shutting down".into());
+        self.jobs_tx.send(EnqueueJob { request, reply }).await.map_err(|_| gone())?;
+        Ok(rx.await.map_err(|_| gone())??)
+    }
 }
 
 /// The node name used in outbox claims when none is configured.

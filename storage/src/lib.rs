@@ -85,7 +85,7 @@ impl StorageError {
     }
 }
 
-pub use notify::{DeliveryOutcome, Enqueued, Next, NotificationFilter};
+pub use notify::{DeliveryOutcome, EnqueueRequest, Enqueued, Next, NotificationFilter};
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
@@ -248,6 +248,8 @@ pub trait NotifyStore: Send + Sync {
         idempotency_key: Option<&str>,
         items: Vec<NewNotification>,
     ) -> Result<Enqueued>;
+    /// Several send requests in one transaction: all are written, or none.
+    async fn enqueue_notification_batch(&self, requests: Vec<EnqueueRequest>) -> Result<Vec<Enqueued>>;
     /// With every attempt.
     async fn get_notification(&self, id: &str) -> Result<Notification>;
     /// Newest first, with every attempt.

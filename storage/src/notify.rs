@@ -25,6 +25,14 @@ pub struct Enqueued {
     pub duplicate: bool,
 }
 
+/// One send request of a batch (see [`crate::NotifyStore::enqueue_notification_batch`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnqueueRequest {
+    pub entity_id: String,
+    pub idempotency_key: Option<String>,
+    pub items: Vec<NewNotification>,
+}
+
 /// How a delivery attempt ended, and what happens next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
@@ -202,6 +210,29 @@ where
         items: Vec<NewNotification>,
     ) -> Result<Enqueued> {
         let mut tx = self.begin_write().await?;
+        let enqueued = Self::enqueue_in(&mut tx, entity_id, idempotency_key, items).await?;
+        tx.commit().await?;
+        Ok(enqueued)
+    }
+
+    /// Several send requests in one transaction (one commit, one sync): all are
+    /// written or, on any error, none.
+    pub async fn enqueue_notification_batch(&self, requests: Vec<EnqueueRequest>) -> Result<Vec<Enqueued>> {
+        let mut tx = self.begin_write().await?;
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            out.push(Self::enqueue_in(&mut tx, &r.entity_id, r.idempotency_key.as_deref(), r.items).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn enqueue_in(
+        tx: &mut DB::Connection,
+        entity_id: &str,
+        idempotency_key: Option<&str>,
+        items: Vec<NewNotification>,
+    ) -> Result<Enqueued> {
         let now = now_ms();
         if let Some(key) = idempotency_key {
             let ids: Vec<String> = items.iter().map(|n| n.id.clone()).collect();
@@ -271,7 +302,6 @@ where
                 Err(e) => return Err(e.into()),
             }
         }
-        tx.commit().await?;
         Ok(Enqueued { ids, duplicate: false })
     }
 

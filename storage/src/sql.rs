@@ -703,6 +703,12 @@ macro_rules! forward_store_traits {
             ) -> Result<crate::Enqueued> {
                 self.sql.enqueue_notifications(entity_id, idempotency_key, items).await
             }
+            async fn enqueue_notification_batch(
+                &self,
+                requests: Vec<crate::EnqueueRequest>,
+            ) -> Result<Vec<crate::Enqueued>> {
+                self.sql.enqueue_notification_batch(requests).await
+            }
             async fn get_notification(&self, id: &str) -> Result<huddle_core::Notification> {
                 self.sql.get_notification(id).await
             }

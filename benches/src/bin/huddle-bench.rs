@@ -6,6 +6,7 @@ use huddle_benches::actors::{self, ActorsOpts, ProbeKind, ProbeOpts};
 use huddle_benches::alloc::CountingAlloc;
 use huddle_benches::grpc::{self, GrpcOpts};
 use huddle_benches::knowledge::{self, EmbedOpts, IndexOpts};
+use huddle_benches::notify::{self, NotifyOpts};
 use huddle_benches::report::Reporter;
 use huddle_benches::serve;
 use huddle_benches::speech::{self, SpeechOpts};
@@ -36,6 +37,10 @@ under 90 s on 2 cores.
   index    HNSW over real MiniLM embeddings: build time, memory, recall@10 and
            1-thread queries/s per ef; peers: hnswlib and faiss (target >= 1.2x
            hnswlib queries/s at recall@10 >= 0.95)
+  notify   webhook deliveries/s from the SQLite outbox to a local receiver (target
+           >= 2,000/s; peer: the same signed posts with no outbox), enqueue
+           latency under load (target p99 <= 5 ms), recovery of 10,000 pending
+           after a crash (target <= 5 s)
   speech   whisper decoding speed (real-time factor) and WER per model and
            quantisation at 1 and 2 threads; end of speech -> final transcript
            segment at a watcher (p50 target <= 0.6 s, p95 <= 1.2 s) at 1, 4 and 8
@@ -62,6 +67,24 @@ separated by 1 s pauses (about 30 s), needs espeak-ng.
 
 Models are fetched into the models directory on first use.
 Summary: latency_p50_1_stream against naive-whole-file.";
+
+const NOTIFY_ABOUT: &str = "Webhook delivery from the durable outbox, embedded runtime, SQLite file
+(synchronous=FULL), a local axum receiver answering 204, all in this process.
+
+- deliveries_per_s_sqlite: --deliveries notifications are enqueued (100
+  endpoints, 100 recipients per send) by a node that does not deliver; then a
+  delivering node starts and the time until all are DELIVERED is measured
+  (claiming, signing, posting, recording every attempt). Target >= 2,000/s.
+- peer_direct_posts_per_s: the same number of signed POSTs straight from
+  reqwest with 256 in flight: no outbox, no database (the ceiling here).
+- enqueue_p50_ms / enqueue_p99_ms: --sends single-recipient Send calls
+  (Api::send_notification, in process) from --senders concurrent senders while
+  the outbox delivers --deliveries others. Target p99 <= 5 ms.
+- recovery_secs: --recovery notifications claimed by a node that then died;
+  a restarted node (same node id) takes its claims back and delivers them all.
+  Target <= 5 s. Also: runtime start and first delivery after the restart.
+
+Summary: deliveries_per_s_sqlite against direct-posts-no-outbox.";
 
 const ACTORS_ABOUT: &str = "One RoomActor in isolation, without gRPC or storage work in the hot path.
 
@@ -214,6 +237,22 @@ enum Cmd {
         #[arg(long)]
         models_dir: Option<std::path::PathBuf>,
     },
+    /// Webhook delivery from the durable outbox: throughput, enqueue latency, recovery.
+    #[command(long_about = NOTIFY_ABOUT)]
+    Notify {
+        /// Notifications delivered in the throughput run.
+        #[arg(long, default_value_t = 20_000)]
+        deliveries: usize,
+        /// Pending notifications a crashed node leaves behind.
+        #[arg(long, default_value_t = 10_000)]
+        recovery: usize,
+        /// Sends timed for enqueue latency.
+        #[arg(long, default_value_t = 2_000)]
+        sends: usize,
+        /// Concurrent senders for enqueue latency.
+        #[arg(long, default_value_t = 8)]
+        senders: usize,
+    },
     /// Child process: a huddle node; prints `READY <grpc_addr>`, stops when stdin closes.
     #[command(hide = true)]
     ServeNode {
@@ -265,6 +304,10 @@ fn main() -> Result<()> {
         Cmd::Index { n, queries, efs, models_dir } => {
             rep.machine();
             knowledge::run_index(&IndexOpts { n, queries, efs, models_dir }, &rep)
+        }
+        Cmd::Notify { deliveries, recovery, sends, senders } => {
+            rep.machine();
+            notify::run(&NotifyOpts { deliveries, recovery, sends, senders }, &rep)
         }
         Cmd::ServeNode { database, admin_key } => serve::serve_node(&database, &admin_key),
         Cmd::ServePeer { rooms } => serve::serve_peer(rooms),
