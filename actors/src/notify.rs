@@ -3,6 +3,7 @@
 //! notifications and records outcomes) and [`crate::notifier`] (one per channel).
 //!
 //! # Layout
+//! - [`email`]: SMTP (lettre), multipart text + HTML, iCalendar invitations
 //! - [`webhook`]: HTTP POST signed as Standard Webhooks specify, with an SSRF guard
 //! - [`signing`]: Standard Webhooks and `sha256=`/`sha512=` HMAC signatures
 //! - [`schedule`]: retry schedules, jitter, `Retry-After`
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use huddle_core::Notification;
 
+pub mod email;
 pub mod gsm7;
 pub mod ics;
 pub mod schedule;

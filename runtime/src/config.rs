@@ -63,6 +63,35 @@ pub struct NotifyConfig {
     pub max_recipients: usize,
     /// Largest `data` accepted, in bytes of JSON.
     pub max_data_bytes: usize,
+    /// Email over SMTP; email is off while `smtp.host` is unset.
+    pub smtp: SmtpConfig,
+}
+
+/// The SMTP server email goes through (`HUDDLE__NOTIFY__SMTP__HOST`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: Option<String>,
+    pub port: u16,
+    /// `none`, `starttls` (required) or `tls` (from the first byte).
+    pub tls: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The From address, optionally with a name: `huddle <noreply@example.com>`.
+    pub from: String,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: None,
+            port: 587,
+            tls: "starttls".into(),
+            username: None,
+            password: None,
+            from: "huddle <noreply@localhost>".into(),
+        }
+    }
 }
 
 impl Default for NotifyConfig {
@@ -79,6 +108,7 @@ impl Default for NotifyConfig {
             secret_overlap_ms: 24 * 3600 * 1000,
             max_recipients: 1_000,
             max_data_bytes: 256 * 1024,
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -367,6 +397,12 @@ impl Config {
         }
         if n.timeout_ms == 0 || n.max_in_flight == 0 || n.claim_batch == 0 || n.poll_interval_ms == 0 {
             return invalid("notify.timeout_ms, max_in_flight, claim_batch and poll_interval_ms must be above 0");
+        }
+        if !matches!(n.smtp.tls.as_str(), "none" | "starttls" | "tls") {
+            return invalid("notify.smtp.tls must be `none`, `starttls` or `tls`");
+        }
+        if n.smtp.host.is_some() && !n.smtp.from.contains('@') {
+            return invalid("notify.smtp.from must be an address such as `huddle <noreply@example.com>`");
         }
         if n.max_recipients == 0 {
             return invalid("notify.max_recipients must be above 0");

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use huddle_actors::notify::email::{EmailDeliverer, SmtpSettings, SmtpTls};
 use huddle_actors::notify::signing::generate_secret;
 use huddle_actors::notify::webhook::{EndpointCache, RESERVED_HEADERS, WebhookConfig, WebhookDeliverer, check_url};
 use huddle_actors::notify::{Deliver, schedule::RetrySchedule};
@@ -146,7 +147,11 @@ pub(crate) fn outbox_args(
         endpoints,
     )
     .map_err(ApiError::Internal)?;
-    let deliverers: Vec<(Channel, Arc<dyn Deliver>)> = vec![(Channel::Webhook, Arc::new(webhook))];
+    let mut deliverers: Vec<(Channel, Arc<dyn Deliver>)> = vec![(Channel::Webhook, Arc::new(webhook))];
+    if let Some(settings) = smtp_settings(config)? {
+        let email = EmailDeliverer::new(&settings).map_err(|e| ApiError::invalid("notify.smtp", e))?;
+        deliverers.push((Channel::Email, Arc::new(email)));
+    }
     Ok(Some(OutboxArgs {
         namespace: namespace.to_string(),
         store: store.clone(),
@@ -158,6 +163,22 @@ pub(crate) fn outbox_args(
         poll_interval: Duration::from_millis(config.poll_interval_ms),
         // A claim outlives the longest attempt with room to record it.
         lease: timeout * 2 + Duration::from_secs(10),
+    }))
+}
+
+/// The SMTP settings, when email is configured.
+fn smtp_settings(config: &NotifyConfig) -> Result<Option<SmtpSettings>> {
+    let s = &config.smtp;
+    let Some(host) = s.host.clone().filter(|h| !h.is_empty()) else { return Ok(None) };
+    let tls = SmtpTls::parse(&s.tls).ok_or_else(|| ApiError::invalid("notify.smtp.tls", "none, starttls or tls"))?;
+    Ok(Some(SmtpSettings {
+        host,
+        port: s.port,
+        tls,
+        username: s.username.clone(),
+        password: s.password.clone(),
+        from: s.from.clone(),
+        timeout: Duration::from_millis(config.timeout_ms),
     }))
 }
 
@@ -295,6 +316,12 @@ impl Api {
                 }
             }
             Channel::Email => {
+                if config.smtp.host.as_deref().unwrap_or("").is_empty() {
+                    return Err(ApiError::FailedPrecondition(
+                        "email is not configured on this node: set notify.smtp.host (HUDDLE__NOTIFY__SMTP__HOST)"
+                            .into(),
+                    ));
+                }
                 if req.subject.as_deref().unwrap_or("").trim().is_empty() {
                     return Err(ApiError::invalid("subject", "is required for email"));
                 }
@@ -341,8 +368,8 @@ impl Api {
                 last_error,
             })
             .collect();
-        let enqueued =
-            self.runtime().store().enqueue_notifications(&req.entity_id, req.idempotency_key.as_deref(), items).await?;
+        let request = EnqueueRequest { entity_id: req.entity_id.clone(), idempotency_key: req.idempotency_key, items };
+        let enqueued = self.runtime().enqueuer().enqueue(request).await?;
         if !enqueued.duplicate
             && due <= now
             && let Some(outbox) = outbox(self.runtime().namespace())

@@ -254,3 +254,124 @@ async fn outbox_loses_nothing_when_killed_mid_burst() {
         acked.len()
     );
 }
+
+#[test]
+fn email_reaches_a_real_smtp_server_as_multipart_with_the_invitation() {
+    let python = venv_python("huddle-py-smtp", &["aiosmtpd"], "import aiosmtpd.controller");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/smtp_server.py");
+    let mut smtp = Command::new(&python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = stdout_lines(&mut smtp);
+    let port = lines.recv_timeout(Duration::from_secs(30)).expect("the SMTP server prints its port");
+    let port = port.strip_prefix("PORT ").expect("PORT line").to_string();
+
+    let data = Data::new();
+    let node = data.start_env(&[
+        ("HUDDLE__NOTIFY__SMTP__HOST", "127.0.0.1"),
+        ("HUDDLE__NOTIFY__SMTP__PORT", &port),
+        ("HUDDLE__NOTIFY__SMTP__TLS", "none"),
+        ("HUDDLE__NOTIFY__SMTP__FROM", "huddle <meetings@example.com>"),
+    ]);
+    let entity = node.cli(&["entity", "create", "--name", "Acme", "--json"]).json();
+    let entity = s(&entity, "id").to_string();
+    let ics = huddle_actors::notify::ics::render(
+        &huddle_actors::notify::ics::IcsEvent {
+            uid: "room-1@huddle".into(),
+            sequence: 0,
+            method: huddle_actors::notify::ics::IcsMethod::Request,
+            summary: "Weekly sync".into(),
+            description: Some("Agenda: refunds, onboarding".into()),
+            location: None,
+            start_ms: 1_800_000_000_000,
+            end_ms: 1_800_001_800_000,
+            organizer_email: "meetings@example.com".into(),
+            attendees: vec![("Ada".into(), "ada@example.com".into())],
+            url: None,
+        },
+        1_799_000_000_000,
+    );
+    let ics_file = data.path().join("invite.ics");
+    std::fs::write(&ics_file, &ics).unwrap();
+    let sent = node
+        .cli(&[
+            "notify",
+            "send",
+            "--entity",
+            &entity,
+            "--channel",
+            "email",
+            "--to",
+            "ada@example.com",
+            "--subject",
+            "Invitation: Weekly sync",
+            "--text",
+            "You are invited.",
+            "--html",
+            "<p>You are <b>invited</b>.</p>",
+            "--ics",
+            ics_file.to_str().unwrap(),
+            "--json",
+        ])
+        .json();
+    let id = sent["ids"][0].as_str().unwrap().to_string();
+    let line = lines.recv_timeout(Duration::from_secs(30)).expect("the SMTP server receives the message");
+    drop(smtp.stdin.take());
+    let _ = smtp.wait();
+
+    let m: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(m["mail_from"], "meetings@example.com");
+    assert_eq!(m["rcpt_tos"], serde_json::json!(["ada@example.com"]));
+    assert_eq!(m["subject"], "Invitation: Weekly sync");
+    assert_eq!(m["message_id"], format!("<{id}@huddle.notifications>"));
+    let parts = m["parts"].as_array().unwrap();
+    let kinds: Vec<&str> = parts.iter().map(|p| p["content_type"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "multipart/mixed", "{kinds:?}");
+    assert_eq!(kinds[1], "multipart/alternative", "{kinds:?}");
+    assert!(kinds[2].starts_with("text/plain"), "{kinds:?}");
+    assert!(kinds[3].starts_with("text/html"), "{kinds:?}");
+    assert!(kinds[4].starts_with("text/calendar") && kinds[4].replace('"', "").contains("method=REQUEST"), "{kinds:?}");
+    assert_eq!(parts[2]["payload"].as_str().unwrap().trim(), "You are invited.");
+    assert!(parts[3]["payload"].as_str().unwrap().contains("<b>invited</b>"));
+    assert_eq!(parts[4]["filename"], "invite.ics");
+    let cal = parts[4]["payload"].as_str().unwrap();
+    assert!(cal.contains("SUMMARY:Weekly sync") && cal.contains("DTSTART:20270115T080000Z"), "{cal}");
+
+    // the notification records the SMTP reply
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = node.cli(&["notify", "get", &id, "--json"]).json();
+        if s(&n, "status") == "DELIVERED" {
+            assert_eq!(n["attempts"][0]["response_code"], 250);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not recorded as delivered: {n}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // email on a node without SMTP is refused with what to set
+    let plain = Data::new();
+    let bare = plain.start();
+    let e2 = bare.cli(&["entity", "create", "--name", "B", "--json"]).json();
+    let err = bare
+        .cli(&[
+            "notify",
+            "send",
+            "--entity",
+            s(&e2, "id"),
+            "--channel",
+            "email",
+            "--to",
+            "a@example.com",
+            "--subject",
+            "x",
+            "--text",
+            "y",
+        ])
+        .err()
+        .to_string();
+    assert!(err.contains("FAILED_PRECONDITION") && err.contains("HUDDLE__NOTIFY__SMTP__HOST"), "{err}");
+}
