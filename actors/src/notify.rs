@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`email`]: SMTP (lettre), multipart text + HTML, iCalendar invitations
 //! - [`webhook`]: HTTP POST signed as Standard Webhooks specify, with an SSRF guard
+//! - [`sms`]: Twilio's Messages API, status-callback signatures
 //! - [`signing`]: Standard Webhooks and `sha256=`/`sha512=` HMAC signatures
 //! - [`schedule`]: retry schedules, jitter, `Retry-After`
 //! - [`gsm7`]: SMS segment counting
@@ -19,6 +20,7 @@ pub mod gsm7;
 pub mod ics;
 pub mod schedule;
 pub mod signing;
+pub mod sms;
 pub mod webhook;
 
 /// What one delivery attempt concluded.

@@ -65,6 +65,35 @@ pub struct NotifyConfig {
     pub max_data_bytes: usize,
     /// Email over SMTP; email is off while `smtp.host` is unset.
     pub smtp: SmtpConfig,
+    /// SMS through Twilio; SMS is off while `twilio.account_sid` is unset.
+    pub twilio: TwilioConfig,
+}
+
+/// Twilio's Messages API (`HUDDLE__NOTIFY__TWILIO__ACCOUNT_SID`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwilioConfig {
+    pub account_sid: Option<String>,
+    pub auth_token: Option<String>,
+    /// The sending number (E.164) or messaging service SID.
+    pub from: Option<String>,
+    /// Twilio's API, or a compatible server.
+    pub base_url: String,
+    /// This node's `POST /webhooks/twilio/status` as Twilio reaches it (public URL);
+    /// unset: no delivery reports are asked for.
+    pub status_callback_url: Option<String>,
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        TwilioConfig {
+            account_sid: None,
+            auth_token: None,
+            from: None,
+            base_url: "https://api.twilio.com".into(),
+            status_callback_url: None,
+        }
+    }
 }
 
 /// The SMTP server email goes through (`HUDDLE__NOTIFY__SMTP__HOST`, ...).
@@ -109,6 +138,7 @@ impl Default for NotifyConfig {
             max_recipients: 1_000,
             max_data_bytes: 256 * 1024,
             smtp: SmtpConfig::default(),
+            twilio: TwilioConfig::default(),
         }
     }
 }
@@ -403,6 +433,9 @@ impl Config {
         }
         if n.smtp.host.is_some() && !n.smtp.from.contains('@') {
             return invalid("notify.smtp.from must be an address such as `huddle <noreply@example.com>`");
+        }
+        if n.twilio.account_sid.is_some() && (n.twilio.auth_token.is_none() || n.twilio.from.is_none()) {
+            return invalid("notify.twilio needs auth_token and from along with account_sid");
         }
         if n.max_recipients == 0 {
             return invalid("notify.max_recipients must be above 0");

@@ -1,12 +1,14 @@
 //! The HTTP side of a node: `GET /healthz` (200 when the database answers,
-//! 503 otherwise) and `GET /metrics` (Prometheus text format).
+//! 503 otherwise), `GET /metrics` (Prometheus text format) and
+//! `POST /webhooks/twilio/status` (SMS delivery reports, signed by Twilio).
 
 use std::sync::OnceLock;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::Runtime;
@@ -35,7 +37,11 @@ fn describe() {
 
 pub fn router(rt: Runtime) -> Router {
     prometheus();
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics_text)).with_state(rt)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/webhooks/twilio/status", post(twilio_status))
+        .with_state(rt)
 }
 
 async fn healthz(State(rt): State<Runtime>) -> (StatusCode, String) {
@@ -54,4 +60,46 @@ async fn healthz(State(rt): State<Runtime>) -> (StatusCode, String) {
 
 async fn metrics_text() -> String {
     prometheus().render()
+}
+
+/// Twilio's status callback: `MessageSid`, `MessageStatus` (and `ErrorCode`), form
+/// encoded, signed with `X-Twilio-Signature` over the configured callback URL.
+/// `delivered` makes the notification DELIVERED, `undelivered` and `failed` make it
+/// FAILED; other statuses (queued, sent, ...) change nothing.
+async fn twilio_status(State(rt): State<Runtime>, headers: HeaderMap, body: axum::body::Bytes) -> (StatusCode, String) {
+    use huddle_core::NotificationStatus;
+    let Some(settings) = crate::notify::twilio_settings(rt.notify_config()) else {
+        return (StatusCode::NOT_FOUND, "SMS is not configured on this node\n".into());
+    };
+    let Some(url) = settings.status_callback_url.as_deref() else {
+        return (StatusCode::NOT_FOUND, "no status callback URL is configured\n".into());
+    };
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !huddle_actors::notify::sms::verify_twilio_signature(&settings.auth_token, url, &params, signature) {
+        tracing::warn!("twilio status callback with a missing or wrong signature refused");
+        return (StatusCode::UNAUTHORIZED, "bad X-Twilio-Signature\n".into());
+    }
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let (Some(sid), Some(status)) = (get("MessageSid"), get("MessageStatus")) else {
+        return (StatusCode::BAD_REQUEST, "MessageSid and MessageStatus are required\n".into());
+    };
+    let (new, error) = match status {
+        "delivered" => (NotificationStatus::Delivered, None),
+        "undelivered" | "failed" => (
+            NotificationStatus::Failed,
+            Some(format!("Twilio reports {status} (error code {})", get("ErrorCode").unwrap_or("none"))),
+        ),
+        _ => return (StatusCode::OK, "ignored\n".into()),
+    };
+    match rt.store().update_by_provider_id(sid, new, error).await {
+        Ok(n) => {
+            tracing::info!(notification = %n.id, sid, status, "sms status updated");
+            (StatusCode::OK, "ok\n".into())
+        }
+        Err(huddle_storage::StorageError::NotFound { .. }) => {
+            (StatusCode::NOT_FOUND, format!("no notification has sid {sid}\n"))
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database error: {e}\n")),
+    }
 }

@@ -68,7 +68,7 @@ mod error;
 pub mod grpc;
 pub mod http;
 mod knowledge;
-mod notify;
+pub(crate) mod notify;
 mod root;
 pub mod server;
 mod speech;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use huddle_actors::notify::email::{EmailDeliverer, SmtpSettings, SmtpTls};
+use huddle_actors::notify::gsm7::count_segments;
 use huddle_actors::notify::signing::generate_secret;
+use huddle_actors::notify::sms::{SmsDeliverer, TwilioSettings};
 use huddle_actors::notify::webhook::{EndpointCache, RESERVED_HEADERS, WebhookConfig, WebhookDeliverer, check_url};
 use huddle_actors::notify::{Deliver, schedule::RetrySchedule};
 use huddle_actors::outbox::{OutboxArgs, OutboxMsg, OutboxStats, outbox};
@@ -51,6 +53,8 @@ pub struct Sent {
     pub ids: Vec<String>,
     /// The idempotency key had been seen: these are the first request's ids.
     pub duplicate: bool,
+    /// Things the caller should know (an SMS that needs several segments).
+    pub warnings: Vec<String>,
 }
 
 /// A new webhook endpoint.
@@ -148,6 +152,10 @@ pub(crate) fn outbox_args(
     )
     .map_err(ApiError::Internal)?;
     let mut deliverers: Vec<(Channel, Arc<dyn Deliver>)> = vec![(Channel::Webhook, Arc::new(webhook))];
+    if let Some(settings) = twilio_settings(config) {
+        let sms = SmsDeliverer::new(settings).map_err(ApiError::Internal)?;
+        deliverers.push((Channel::Sms, Arc::new(sms)));
+    }
     if let Some(settings) = smtp_settings(config)? {
         let email = EmailDeliverer::new(&settings).map_err(|e| ApiError::invalid("notify.smtp", e))?;
         deliverers.push((Channel::Email, Arc::new(email)));
@@ -164,6 +172,19 @@ pub(crate) fn outbox_args(
         // A claim outlives the longest attempt with room to record it.
         lease: timeout * 2 + Duration::from_secs(10),
     }))
+}
+
+/// The Twilio settings, when SMS is configured.
+pub(crate) fn twilio_settings(config: &NotifyConfig) -> Option<TwilioSettings> {
+    let t = &config.twilio;
+    Some(TwilioSettings {
+        account_sid: t.account_sid.clone().filter(|s| !s.is_empty())?,
+        auth_token: t.auth_token.clone()?,
+        from: t.from.clone()?,
+        base_url: t.base_url.clone(),
+        status_callback_url: t.status_callback_url.clone(),
+        timeout: Duration::from_millis(config.timeout_ms),
+    })
 }
 
 /// The SMTP settings, when email is configured.
@@ -277,6 +298,7 @@ impl Api {
             data: req.data.clone(),
         };
         let mut recipients: Vec<(String, NotificationStatus, Option<String>)> = Vec::new();
+        let mut warnings = Vec::new();
         match channel {
             Channel::Webhook => {
                 if req.event_type.trim().is_empty() {
@@ -334,8 +356,28 @@ impl Api {
                 }
             }
             Channel::Sms => {
-                if req.text.as_deref().unwrap_or("").is_empty() {
+                if twilio_settings(config).is_none() {
+                    return Err(ApiError::FailedPrecondition(
+                        "SMS is not configured on this node: set notify.twilio.account_sid, auth_token and from \
+                         (HUDDLE__NOTIFY__TWILIO__ACCOUNT_SID, ...)"
+                            .into(),
+                    ));
+                }
+                let text = req.text.as_deref().unwrap_or("");
+                if text.is_empty() {
                     return Err(ApiError::invalid("text", "is required for SMS"));
+                }
+                let seg = count_segments(text);
+                if seg.segments > 10 {
+                    return Err(ApiError::invalid("text", format!("needs {} SMS segments; at most 10", seg.segments)));
+                }
+                if seg.segments > 1 {
+                    let w = format!(
+                        "the text needs {} SMS segments ({:?}, {} units, {} per segment): each is billed",
+                        seg.segments, seg.encoding, seg.units, seg.per_segment
+                    );
+                    tracing::warn!(entity = %req.entity_id, segments = seg.segments, "multi-segment SMS");
+                    warnings.push(w);
                 }
                 for r in &req.recipients {
                     check_phone(r)?;
@@ -376,7 +418,7 @@ impl Api {
         {
             let _ = outbox.cast(OutboxMsg::Wake);
         }
-        Ok(Sent { ids: enqueued.ids, duplicate: enqueued.duplicate })
+        Ok(Sent { ids: enqueued.ids, duplicate: enqueued.duplicate, warnings })
     }
 
     pub async fn get_notification(&self, id: &str) -> Result<Notification> {

@@ -357,10 +357,13 @@ pub async fn run_notify(c: &mut Client, cmd: NotifyCommand) -> anyhow::Result<()
             };
             let r = c.notifications.send(req).await?.into_inner();
             if out.is_json() {
-                out.json_line(&json!({"ids": r.ids, "duplicate": r.duplicate}))?;
+                out.json_line(&json!({"ids": r.ids, "duplicate": r.duplicate, "warnings": r.warnings}))?;
             } else {
                 for id in &r.ids {
                     out.text(&format!("{id}\n"))?;
+                }
+                for w in &r.warnings {
+                    eprintln!("warning: {w}");
                 }
                 if r.duplicate {
                     eprintln!("note: this idempotency key was used before; nothing new was sent");

@@ -44,7 +44,7 @@ impl Notifications for NotificationsService {
             idempotency_key: non_empty(r.idempotency_key),
         };
         let sent = api.send_notification(send).await?;
-        Ok(Response::new(v1::SendResponse { ids: sent.ids, duplicate: sent.duplicate }))
+        Ok(Response::new(v1::SendResponse { ids: sent.ids, duplicate: sent.duplicate, warnings: sent.warnings }))
     }
 
     async fn get_notification(&self, req: Request<v1::GetNotificationRequest>) -> Reply<v1::Notification> {

@@ -8,6 +8,7 @@ mod grpc;
 mod knowledge;
 mod notify;
 mod rooms;
+mod sms;
 mod speech;
 mod supervision;
 mod watch;
