@@ -167,6 +167,8 @@ pub struct Notification {
     pub last_error: Option<String>,
     /// The provider's id for the message (a Twilio message SID).
     pub provider_id: Option<String>,
+    /// When the recipient reported reading it (chat read receipts).
+    pub read_at_ms: Option<Millis>,
     pub created_at_ms: Millis,
     pub updated_at_ms: Millis,
 }

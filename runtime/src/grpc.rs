@@ -46,6 +46,11 @@ impl Services {
         Ok(self.rt.scoped(scope))
     }
 
+    /// The key checker, shared with the HTTP side (chat WebSockets).
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.auth.clone()
+    }
+
     pub fn entities(&self) -> EntitiesService {
         EntitiesService(self.clone())
     }

@@ -35,13 +35,15 @@ fn describe() {
     metrics::gauge!("huddle_up").set(1.0);
 }
 
-pub fn router(rt: Runtime) -> Router {
+pub fn router(rt: Runtime, auth: std::sync::Arc<crate::auth::Authenticator>) -> Router {
     prometheus();
+    let chat = Router::new().route("/chat/ws", get(crate::chat::ws)).with_state((rt.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/webhooks/twilio/status", post(twilio_status))
         .with_state(rt)
+        .merge(chat)
 }
 
 async fn healthz(State(rt): State<Runtime>) -> (StatusCode, String) {

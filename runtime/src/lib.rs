@@ -11,7 +11,8 @@
 //! - [`api`]: [`Api`], the scoped operations on entities and rooms
 //! - [`auth`]: API keys and scopes
 //! - [`grpc`]: the tonic services (a thin adapter over [`Api`])
-//! - [`http`]: `/healthz` and Prometheus `/metrics`
+//! - [`http`]: `/healthz`, Prometheus `/metrics`, the Twilio status callback, chat WebSockets
+//! - `chat`: `GET /chat/ws`, chat messages streamed to subscribers
 //! - [`server`]: binding listeners, serving, graceful shutdown
 //! - `root`: the root supervisor actor
 //! - `knowledge`: the embedding model and batching actor, one index actor per
@@ -63,6 +64,7 @@ use tracing::info;
 
 pub mod api;
 pub mod auth;
+mod chat;
 pub mod config;
 mod error;
 pub mod grpc;
@@ -99,6 +101,7 @@ struct Inner {
     notify: NotifyConfig,
     endpoint_cache: huddle_actors::notify::webhook::EndpointCache,
     enqueuer: notify::Enqueuer,
+    chat: chat::ChatHub,
     /// Cancelled when the runtime begins to shut down; ends watch streams.
     closing: CancellationToken,
 }
@@ -177,6 +180,10 @@ impl Runtime {
 
     pub(crate) fn notify_config(&self) -> &NotifyConfig {
         &self.inner.notify
+    }
+
+    pub(crate) fn chat_hub(&self) -> &chat::ChatHub {
+        &self.inner.chat
     }
 
     pub(crate) fn enqueuer(&self) -> &notify::Enqueuer {
@@ -318,6 +325,7 @@ impl RuntimeBuilder {
                 notify: self.notify,
                 endpoint_cache,
                 enqueuer,
+                chat: chat::ChatHub::default(),
                 closing: CancellationToken::new(),
             }),
         })

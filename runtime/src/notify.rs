@@ -385,6 +385,9 @@ impl Api {
                 }
             }
             Channel::Chat => {
+                if req.scheduled_for_ms.is_some_and(|t| t > now) {
+                    return Err(ApiError::invalid("scheduled_for", "chat messages are sent at once"));
+                }
                 if req.text.is_none() && req.data.is_null() {
                     return Err(ApiError::invalid("text", "a chat message needs text or data"));
                 }
@@ -412,7 +415,13 @@ impl Api {
             .collect();
         let request = EnqueueRequest { entity_id: req.entity_id.clone(), idempotency_key: req.idempotency_key, items };
         let enqueued = self.runtime().enqueuer().enqueue(request).await?;
+        if channel == Channel::Chat && !enqueued.duplicate {
+            for r in &req.recipients {
+                self.runtime().chat_hub().notify(r);
+            }
+        }
         if !enqueued.duplicate
+            && channel != Channel::Chat
             && due <= now
             && let Some(outbox) = outbox(self.runtime().namespace())
         {

@@ -170,10 +170,11 @@ impl Server {
                 let t = stop_serving.clone();
                 async move { t.cancelled().await }
             });
-        let http_server = axum::serve(http, http::router(runtime.clone())).with_graceful_shutdown({
-            let t = stop_serving.clone();
-            async move { t.cancelled().await }
-        });
+        let http_server = axum::serve(http, http::router(runtime.clone(), services.authenticator()))
+            .with_graceful_shutdown({
+                let t = stop_serving.clone();
+                async move { t.cancelled().await }
+            });
         info!(grpc = ?grpc_addr, backend = runtime.store().backend(), "serving");
 
         let (grpc_result, http_result) = tokio::join!(grpc_server, async { http_server.await });

@@ -284,6 +284,10 @@ pub trait NotifyStore: Send + Sync {
         after: Option<(Millis, String)>,
         limit: u32,
     ) -> Result<Vec<Notification>>;
+    /// Chat messages handed to a live subscriber: PENDING ones become DELIVERED.
+    async fn mark_chat_delivered(&self, ids: &[String]) -> Result<()>;
+    /// A chat read receipt; `NotFound` for an id that is not a chat message.
+    async fn mark_read(&self, id: &str) -> Result<Notification>;
     async fn notification_counts(&self, entity_id: Option<&str>) -> Result<Vec<(NotificationStatus, u64)>>;
     async fn create_endpoint(&self, endpoint: WebhookEndpoint) -> Result<WebhookEndpoint>;
     async fn get_endpoint(&self, id: &str) -> Result<WebhookEndpoint>;

@@ -78,6 +78,7 @@ pub(crate) struct NotificationRow {
     attempt_count: i64,
     last_error: Option<String>,
     provider_id: Option<String>,
+    read_at_ms: Option<i64>,
     created_at_ms: i64,
     updated_at_ms: i64,
 }
@@ -100,6 +101,7 @@ impl NotificationRow {
             attempts,
             last_error: self.last_error,
             provider_id: self.provider_id,
+            read_at_ms: self.read_at_ms,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
         })
@@ -172,7 +174,7 @@ impl TryFrom<EndpointRow> for WebhookEndpoint {
 }
 
 const NOTIFICATION_COLUMNS: &str = "id, entity_id, channel, recipient, content, status, due_at_ms, attempt_count, \
-                                    last_error, provider_id, created_at_ms, updated_at_ms";
+                                    last_error, provider_id, read_at_ms, created_at_ms, updated_at_ms";
 const ENDPOINT_COLUMNS: &str = "id, entity_id, url, event_types, headers, secret, previous_secret, \
                                 previous_secret_until_ms, disabled, disabled_reason, created_at_ms, updated_at_ms";
 
@@ -280,7 +282,7 @@ where
             };
             let result = sqlx::query(&format!(
                 "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, NULL, $9, $9)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, NULL, NULL, $9, $9)"
             ))
             .bind(&n.id)
             .bind(entity_id)
@@ -576,6 +578,52 @@ where
         .fetch_all(&self.pool)
         .await?;
         self.with_attempts(rows).await
+    }
+
+    /// Chat messages handed to a live subscriber: PENDING ones become DELIVERED,
+    /// with the hand-over recorded as an attempt.
+    pub async fn mark_chat_delivered(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        for id in ids {
+            let updated: Option<String> = sqlx::query_scalar(
+                "UPDATE notifications SET status = 'DELIVERED', attempt_count = attempt_count + 1, updated_at_ms = $2 \
+                 WHERE id = $1 AND channel = 'chat' AND status = 'PENDING' RETURNING id",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if updated.is_some() {
+                sqlx::query(
+                    "INSERT INTO notification_attempts (notification_id, attempt, at_ms, duration_ms, response_code, \
+                     error) VALUES ($1, 1, $2, 0, NULL, NULL) ON CONFLICT (notification_id, attempt) DO NOTHING",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a chat read receipt (the first one counts).
+    pub async fn mark_read(&self, id: &str) -> Result<Notification> {
+        let updated: Option<String> = sqlx::query_scalar(
+            "UPDATE notifications SET read_at_ms = COALESCE(read_at_ms, $2), updated_at_ms = $2 \
+             WHERE id = $1 AND channel = 'chat' RETURNING id",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        updated.ok_or_else(|| not_found("chat message", id))?;
+        self.get_notification(id).await
     }
 
     /// How many notifications are in each status (for metrics and benchmarks).

@@ -754,6 +754,12 @@ macro_rules! forward_store_traits {
             ) -> Result<Vec<huddle_core::Notification>> {
                 self.sql.list_chat_messages(channel, after, limit).await
             }
+            async fn mark_chat_delivered(&self, ids: &[String]) -> Result<()> {
+                self.sql.mark_chat_delivered(ids).await
+            }
+            async fn mark_read(&self, id: &str) -> Result<huddle_core::Notification> {
+                self.sql.mark_read(id).await
+            }
             async fn notification_counts(
                 &self,
                 entity_id: Option<&str>,

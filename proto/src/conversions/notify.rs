@@ -84,6 +84,7 @@ impl From<Notification> for v1::Notification {
             updated_at: Some(ts(n.updated_at_ms)),
             subject: n.content.subject.unwrap_or_default(),
             text: n.content.text.unwrap_or_default(),
+            read_at: opt_ts(n.read_at_ms),
             data_json: if n.content.data.is_null() { String::new() } else { n.content.data.to_string() },
         }
     }

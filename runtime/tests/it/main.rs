@@ -2,6 +2,7 @@
 //! supervision with injected panics, watch streams, scoping, and the gRPC
 //! server with real tonic clients.
 
+mod chat;
 mod common;
 mod dead_database;
 mod grpc;

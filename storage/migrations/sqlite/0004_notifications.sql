@@ -15,6 +15,7 @@ CREATE TABLE notifications (
     claimed_by    TEXT,
     last_error    TEXT,
     provider_id   TEXT,
+    read_at_ms    BIGINT,
     created_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL
 );
