@@ -6,6 +6,7 @@
 //! - [`email`]: SMTP (lettre), multipart text + HTML, iCalendar invitations
 //! - [`webhook`]: HTTP POST signed as Standard Webhooks specify, with an SSRF guard
 //! - [`sms`]: Twilio's Messages API, status-callback signatures
+//! - [`inbound`]: verifying webhooks other systems send to huddle
 //! - [`signing`]: Standard Webhooks and `sha256=`/`sha512=` HMAC signatures
 //! - [`schedule`]: retry schedules, jitter, `Retry-After`
 //! - [`gsm7`]: SMS segment counting
@@ -18,6 +19,7 @@ use huddle_core::Notification;
 pub mod email;
 pub mod gsm7;
 pub mod ics;
+pub mod inbound;
 pub mod schedule;
 pub mod signing;
 pub mod sms;

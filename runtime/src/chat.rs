@@ -86,7 +86,8 @@ pub(crate) async fn ws(
         Some(id) => match rt.store().get_notification(id).await {
             Ok(n) if n.recipient == q.channel && scope.sees(&n.entity_id) => Some((n.created_at_ms, n.id)),
             _ => {
-                return (StatusCode::BAD_REQUEST, format!("`after`: no message {id} in this channel\n")).into_response();
+                return (StatusCode::BAD_REQUEST, format!("`after`: no message {id} in this channel\n"))
+                    .into_response();
             }
         },
     };

@@ -67,6 +67,42 @@ pub struct NotifyConfig {
     pub smtp: SmtpConfig,
     /// SMS through Twilio; SMS is off while `twilio.account_sid` is unset.
     pub twilio: TwilioConfig,
+    /// Systems allowed to send webhooks to `POST /webhooks/inbound/{name}`.
+    pub inbound: Vec<InboundConfig>,
+}
+
+/// One sender of inbound webhooks (`[[notify.inbound]]` in huddle.toml).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundConfig {
+    /// The path segment: `POST /webhooks/inbound/{name}`.
+    pub name: String,
+    /// `standard` (Standard Webhooks), `sha256` or `sha512` (HMAC header).
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    /// `whsec_...` for `standard`; the shared secret as given for HMAC.
+    pub secret: String,
+    /// The HMAC header (schemes `sha256` / `sha512`).
+    #[serde(default = "default_signature_header")]
+    pub header: String,
+    /// A header with the send time in unix seconds, checked against the tolerance
+    /// (HMAC schemes; Standard Webhooks always carry one).
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+}
+
+fn default_scheme() -> String {
+    "standard".into()
+}
+
+fn default_signature_header() -> String {
+    "X-Webhook-Signature".into()
+}
+
+fn default_tolerance() -> u64 {
+    300
 }
 
 /// Twilio's Messages API (`HUDDLE__NOTIFY__TWILIO__ACCOUNT_SID`, ...).
@@ -139,6 +175,7 @@ impl Default for NotifyConfig {
             max_data_bytes: 256 * 1024,
             smtp: SmtpConfig::default(),
             twilio: TwilioConfig::default(),
+            inbound: Vec::new(),
         }
     }
 }
@@ -436,6 +473,17 @@ impl Config {
         }
         if n.twilio.account_sid.is_some() && (n.twilio.auth_token.is_none() || n.twilio.from.is_none()) {
             return invalid("notify.twilio needs auth_token and from along with account_sid");
+        }
+        for i in &n.inbound {
+            if i.name.is_empty() || !i.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return invalid("notify.inbound.name must be letters, digits, - and _");
+            }
+            if !matches!(i.scheme.as_str(), "standard" | "sha256" | "sha512") {
+                return invalid("notify.inbound.scheme must be `standard`, `sha256` or `sha512`");
+            }
+            if i.secret.is_empty() {
+                return invalid("notify.inbound.secret must not be empty");
+            }
         }
         if n.max_recipients == 0 {
             return invalid("notify.max_recipients must be above 0");

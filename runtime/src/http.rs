@@ -1,6 +1,7 @@
 //! The HTTP side of a node: `GET /healthz` (200 when the database answers,
 //! 503 otherwise), `GET /metrics` (Prometheus text format) and
-//! `POST /webhooks/twilio/status` (SMS delivery reports, signed by Twilio).
+//! `POST /webhooks/twilio/status` (SMS delivery reports, signed by Twilio) and
+//! `POST /webhooks/inbound/{name}` (webhooks from configured senders, verified).
 
 use std::sync::OnceLock;
 
@@ -42,6 +43,7 @@ pub fn router(rt: Runtime, auth: std::sync::Arc<crate::auth::Authenticator>) -> 
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/webhooks/twilio/status", post(twilio_status))
+        .route("/webhooks/inbound/{name}", post(inbound))
         .with_state(rt)
         .merge(chat)
 }
@@ -104,4 +106,49 @@ async fn twilio_status(State(rt): State<Runtime>, headers: HeaderMap, body: axum
         }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database error: {e}\n")),
     }
+}
+
+/// A verified webhook from a configured sender, as embedders receive it from
+/// [`Runtime::inbound_webhooks`].
+#[derive(Debug, Clone)]
+pub struct InboundWebhook {
+    pub source: String,
+    /// `webhook-id` when the sender set one.
+    pub id: Option<String>,
+    pub body: axum::body::Bytes,
+    pub received_at_ms: i64,
+}
+
+/// `POST /webhooks/inbound/{name}`: 202 when the signature verifies, 401 (and a
+/// warning in the log) when it does not, 404 for an unknown sender.
+async fn inbound(
+    State(rt): State<Runtime>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, String) {
+    use huddle_actors::notify::inbound::{InboundScheme, InboundSource};
+    let Some(cfg) = rt.notify_config().inbound.iter().find(|i| i.name == name) else {
+        return (StatusCode::NOT_FOUND, format!("no inbound webhook source `{name}`\n"));
+    };
+    let scheme = match cfg.scheme.as_str() {
+        "standard" => InboundScheme::Standard,
+        _ => InboundScheme::Hmac { header: cfg.header.clone(), timestamp_header: cfg.timestamp_header.clone() },
+    };
+    let source = InboundSource {
+        name: cfg.name.clone(),
+        scheme,
+        secret: cfg.secret.clone(),
+        tolerance_s: cfg.tolerance_secs as i64,
+    };
+    let now_s = huddle_core::now_ms() / 1000;
+    if let Err(e) = source.verify(|k| headers.get(k).and_then(|v| v.to_str().ok()), &body, now_s) {
+        tracing::warn!(source = %name, error = %e, "inbound webhook refused");
+        metrics::counter!("huddle_inbound_webhooks_refused_total", "source" => name.clone()).increment(1);
+        return (StatusCode::UNAUTHORIZED, format!("{e}\n"));
+    }
+    metrics::counter!("huddle_inbound_webhooks_total", "source" => name.clone()).increment(1);
+    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let _ = rt.inbound_sender().send(InboundWebhook { source: name, id, body, received_at_ms: huddle_core::now_ms() });
+    (StatusCode::ACCEPTED, "accepted\n".into())
 }

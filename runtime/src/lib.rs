@@ -77,8 +77,9 @@ mod speech;
 
 pub use api::{Api, DocumentUpload, RoomDetails, SearchRequest, WatchItem};
 pub use auth::Scope;
-pub use config::{Config, ConfigError, KnowledgeConfig, NotifyConfig, RoomsConfig, SpeechConfig};
+pub use config::{Config, ConfigError, InboundConfig, KnowledgeConfig, NotifyConfig, RoomsConfig, SpeechConfig};
 pub use error::{ApiError, RuntimeError};
+pub use http::InboundWebhook;
 pub use knowledge::SearchHit;
 pub use notify::{NewEndpoint, SendRequest, Sent};
 pub use speech::{AudioStream, MAX_AUDIO_CHUNK_BYTES};
@@ -102,6 +103,7 @@ struct Inner {
     endpoint_cache: huddle_actors::notify::webhook::EndpointCache,
     enqueuer: notify::Enqueuer,
     chat: chat::ChatHub,
+    inbound: tokio::sync::broadcast::Sender<http::InboundWebhook>,
     /// Cancelled when the runtime begins to shut down; ends watch streams.
     closing: CancellationToken,
 }
@@ -180,6 +182,16 @@ impl Runtime {
 
     pub(crate) fn notify_config(&self) -> &NotifyConfig {
         &self.inner.notify
+    }
+
+    /// Verified webhooks arriving at `POST /webhooks/inbound/{name}` (see
+    /// `notify.inbound`); a lagging receiver misses the oldest.
+    pub fn inbound_webhooks(&self) -> tokio::sync::broadcast::Receiver<http::InboundWebhook> {
+        self.inner.inbound.subscribe()
+    }
+
+    pub(crate) fn inbound_sender(&self) -> &tokio::sync::broadcast::Sender<http::InboundWebhook> {
+        &self.inner.inbound
     }
 
     pub(crate) fn chat_hub(&self) -> &chat::ChatHub {
@@ -326,6 +338,7 @@ impl RuntimeBuilder {
                 endpoint_cache,
                 enqueuer,
                 chat: chat::ChatHub::default(),
+                inbound: tokio::sync::broadcast::channel(256).0,
                 closing: CancellationToken::new(),
             }),
         })

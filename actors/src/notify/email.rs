@@ -162,6 +162,7 @@ mod tests {
             attempts: vec![],
             last_error: None,
             provider_id: None,
+            read_at_ms: None,
             created_at_ms: 0,
             updated_at_ms: 0,
         }

@@ -375,3 +375,81 @@ fn email_reaches_a_real_smtp_server_as_multipart_with_the_invitation() {
         .to_string();
     assert!(err.contains("FAILED_PRECONDITION") && err.contains("HUDDLE__NOTIFY__SMTP__HOST"), "{err}");
 }
+
+/// Standard Webhooks headers for `body`, made by the Python `standardwebhooks`
+/// package (the sender's side), `age_s` seconds in the past.
+fn python_signed_headers(python: &Path, secret: &str, msg_id: &str, body: &str, age_s: i64) -> serde_json::Value {
+    let code = r#"
+import datetime, json, sys
+from standardwebhooks.webhooks import Webhook
+secret, msg_id, body, age = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ts = datetime.datetime.now(tz=datetime.timezone.utc) - datetime.timedelta(seconds=age)
+sig = Webhook(secret).sign(msg_id, ts, body)
+print(json.dumps({"webhook-id": msg_id, "webhook-timestamp": str(int(ts.timestamp())), "webhook-signature": sig}))
+"#;
+    let out = Command::new(python).args(["-c", code, secret, msg_id, body, &age_s.to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_webhooks_are_verified_and_forgeries_refused() {
+    let python = venv_python("huddle-py-webhooks", &["standardwebhooks"], "import standardwebhooks.webhooks");
+    let secret = huddle_actors::notify::signing::generate_secret();
+    let data = Data::new();
+    let config = data.path().join("inbound.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[notify.inbound]]\nname = \"crm\"\nscheme = \"standard\"\nsecret = \"{secret}\"\n\n\
+             [[notify.inbound]]\nname = \"gh\"\nscheme = \"sha256\"\nsecret = \"s3cret\"\nheader = \"X-Hub-Signature-256\"\n"
+        ),
+    )
+    .unwrap();
+    let db = data.db_url();
+    let node = data.start_with(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--database",
+            &db,
+            "--admin-key",
+            &data.key,
+        ],
+        &[],
+    );
+    let base = format!("http://{}/webhooks/inbound", node.http);
+    let client = reqwest::Client::new();
+    let post = |path: &str, headers: &serde_json::Value, body: &str| {
+        let mut req = client.post(format!("{base}/{path}")).body(body.to_string());
+        for (k, v) in headers.as_object().unwrap() {
+            req = req.header(k.as_str(), v.as_str().unwrap());
+        }
+        req.send()
+    };
+    let body = r#"{"type":"deal.won","data":{"amount":1200}}"#;
+    let good = python_signed_headers(&python, &secret, "msg_1", body, 0);
+    assert_eq!(post("crm", &good, body).await.unwrap().status(), 202, "a standardwebhooks signature verifies");
+    assert_eq!(post("crm", &good, &body.replace("1200", "9999")).await.unwrap().status(), 401, "tampered body");
+    let stale = python_signed_headers(&python, &secret, "msg_2", body, 3600);
+    assert_eq!(post("crm", &stale, body).await.unwrap().status(), 401, "replayed an hour later");
+    let other = python_signed_headers(&python, &huddle_actors::notify::signing::generate_secret(), "msg_3", body, 0);
+    assert_eq!(post("crm", &other, body).await.unwrap().status(), 401, "someone else's secret");
+    assert_eq!(post("crm", &serde_json::json!({}), body).await.unwrap().status(), 401, "no headers");
+    assert_eq!(post("nobody", &good, body).await.unwrap().status(), 404);
+
+    // GitHub-style sha256= header, computed with Python's hmac
+    let out = Command::new(&python)
+        .args(["-c", "import hmac,hashlib,sys; print('sha256=' + hmac.new(b's3cret', sys.argv[1].encode(), hashlib.sha256).hexdigest())", body])
+        .output()
+        .unwrap();
+    let sig = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let h = serde_json::json!({ "X-Hub-Signature-256": sig });
+    assert_eq!(post("gh", &h, body).await.unwrap().status(), 202);
+    assert_eq!(post("gh", &h, "{}").await.unwrap().status(), 401);
+    assert!(node.logs().contains("inbound webhook refused"), "refusals are logged");
+}
