@@ -314,7 +314,7 @@ where
                 .fetch_optional(&self.pool)
                 .await?;
         let row = row.ok_or_else(|| not_found("notification", id))?;
-        let mut attempts = self.attempts_of(&[row.id.clone()]).await?;
+        let mut attempts = self.attempts_of(std::slice::from_ref(&row.id)).await?;
         row.into_notification(attempts.remove(id).unwrap_or_default())
     }
 

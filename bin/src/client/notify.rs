@@ -88,40 +88,7 @@ pub enum NotifyCommand {
     ///   huddle notify send --entity E --channel email --to ada@example.com --subject Hi --text Hello [--html H] [--ics FILE]
     ///   huddle notify send --entity E --channel sms --to +4915112345678 --text 'Starting now'
     #[command(verbatim_doc_comment)]
-    Send {
-        #[arg(long = "entity", value_name = "ENTITY_ID")]
-        entity_id: String,
-        #[arg(long, value_enum)]
-        channel: ChannelArg,
-        /// Webhook endpoint ids (repeatable); none sends to every enabled
-        /// endpoint of the entity that takes --type.
-        #[arg(long = "endpoint", value_name = "ENDPOINT_ID")]
-        endpoints: Vec<String>,
-        /// Email addresses, phone numbers (E.164) or chat channels (repeatable).
-        #[arg(long = "to", value_name = "RECIPIENT")]
-        to: Vec<String>,
-        /// The event type (webhooks: the body's `type`).
-        #[arg(long = "type", value_name = "TYPE", default_value = "")]
-        event_type: String,
-        /// JSON data (webhooks: the body's `data`).
-        #[arg(long, value_name = "JSON")]
-        data: Option<String>,
-        #[arg(long)]
-        subject: Option<String>,
-        #[arg(long)]
-        text: Option<String>,
-        #[arg(long)]
-        html: Option<String>,
-        /// An iCalendar file to attach to an email.
-        #[arg(long, value_name = "FILE")]
-        ics: Option<PathBuf>,
-        /// Send no earlier than this many seconds from now.
-        #[arg(long, value_name = "SECONDS")]
-        delay: Option<u64>,
-        /// Repeating a send with the same key sends nothing new.
-        #[arg(long, value_name = "KEY")]
-        idempotency_key: Option<String>,
-    },
+    Send(Box<SendArgs>),
     /// Show a notification with every delivery attempt.
     Get { id: String },
     /// List notifications, newest first.
@@ -150,6 +117,43 @@ pub enum NotifyCommand {
         #[arg(long)]
         opt_in: bool,
     },
+}
+
+/// `huddle notify send` arguments.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    #[arg(long = "entity", value_name = "ENTITY_ID")]
+    entity_id: String,
+    #[arg(long, value_enum)]
+    channel: ChannelArg,
+    /// Webhook endpoint ids (repeatable); none sends to every enabled
+    /// endpoint of the entity that takes --type.
+    #[arg(long = "endpoint", value_name = "ENDPOINT_ID")]
+    endpoints: Vec<String>,
+    /// Email addresses, phone numbers (E.164) or chat channels (repeatable).
+    #[arg(long = "to", value_name = "RECIPIENT")]
+    to: Vec<String>,
+    /// The event type (webhooks: the body's `type`).
+    #[arg(long = "type", value_name = "TYPE", default_value = "")]
+    event_type: String,
+    /// JSON data (webhooks: the body's `data`).
+    #[arg(long, value_name = "JSON")]
+    data: Option<String>,
+    #[arg(long)]
+    subject: Option<String>,
+    #[arg(long)]
+    text: Option<String>,
+    #[arg(long)]
+    html: Option<String>,
+    /// An iCalendar file to attach to an email.
+    #[arg(long, value_name = "FILE")]
+    ics: Option<PathBuf>,
+    /// Send no earlier than this many seconds from now.
+    #[arg(long, value_name = "SECONDS")]
+    delay: Option<u64>,
+    /// Repeating a send with the same key sends nothing new.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
 }
 
 fn channel_name(raw: i32) -> &'static str {
@@ -299,20 +303,21 @@ pub async fn run_endpoint(c: &mut Client, cmd: EndpointCommand) -> anyhow::Resul
 pub async fn run_notify(c: &mut Client, cmd: NotifyCommand) -> anyhow::Result<()> {
     let out = c.out;
     match cmd {
-        NotifyCommand::Send {
-            entity_id,
-            channel,
-            endpoints,
-            to,
-            event_type,
-            data,
-            subject,
-            text,
-            html,
-            ics,
-            delay,
-            idempotency_key,
-        } => {
+        NotifyCommand::Send(args) => {
+            let SendArgs {
+                entity_id,
+                channel,
+                endpoints,
+                to,
+                event_type,
+                data,
+                subject,
+                text,
+                html,
+                ics,
+                delay,
+                idempotency_key,
+            } = *args;
             if let Some(d) = &data {
                 serde_json::from_str::<serde_json::Value>(d).with_context(|| format!("--data is not JSON: {d}"))?;
             }

@@ -70,7 +70,7 @@ fn standardwebhooks_python_receiver_verifies_every_delivery() {
     // rotate: the receiver only knows the new secret, the server signs with both
     let rotated = node.cli(&["endpoint", "rotate", &ep_id, "--json"]).json();
     assert_ne!(s(&rotated, "secret"), s(&ep, "secret"));
-    let got = vec![lines.recv_timeout(Duration::from_secs(20)).expect("the first delivery reaches the receiver")];
+    let got = lines.recv_timeout(Duration::from_secs(20)).expect("the first delivery reaches the receiver");
     std::fs::write(&secret_file, s(&rotated, "secret")).unwrap();
     let sent2 = node
         .cli(&[
@@ -88,11 +88,11 @@ fn standardwebhooks_python_receiver_verifies_every_delivery() {
         ])
         .json();
     let second_id = sent2["ids"][0].as_str().unwrap().to_string();
-    let got2 = vec![lines.recv_timeout(Duration::from_secs(20)).expect("the second delivery reaches the receiver")];
+    let got2 = lines.recv_timeout(Duration::from_secs(20)).expect("the second delivery reaches the receiver");
     let _ = receiver.kill();
 
     let results: Vec<serde_json::Value> =
-        got.iter().chain(got2.iter()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
+        [got, got2].iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
     let first = results.iter().find(|r| r["id"] == first_id.as_str()).expect("first delivery");
     assert_eq!(first["ok"], true, "standardwebhooks rejected huddle's signature: {first}");
     assert_eq!(first["wrong_secret_rejected"], true);

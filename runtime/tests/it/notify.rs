@@ -26,11 +26,14 @@ struct Received {
     at: std::time::Instant,
 }
 
+/// Per path: the statuses to answer in turn, with an optional `Retry-After`.
+type Script = HashMap<String, Vec<(u16, Option<&'static str>)>>;
+
 #[derive(Clone, Default)]
 struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     /// Per path: the statuses to answer in turn (the last one repeats).
-    script: Arc<Mutex<HashMap<String, Vec<(u16, Option<&'static str>)>>>>,
+    script: Arc<Mutex<Script>>,
 }
 
 impl Receiver {

@@ -25,9 +25,12 @@ const INVALID: &str = "+15005550001";
 /// A number the test double reports as undelivered.
 const UNREACHABLE: &str = "+15005550009";
 
+/// One message's form fields.
+type Form = Vec<(String, String)>;
+
 #[derive(Clone, Default)]
 struct TwilioMessagesTestDouble {
-    messages: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    messages: Arc<Mutex<Vec<Form>>>,
 }
 
 async fn create_message(
