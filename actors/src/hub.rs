@@ -11,18 +11,33 @@ use dashmap::DashMap;
 use huddle_core::RoomEvent;
 use tokio::sync::broadcast;
 
+/// Sees every event published, of every room (for routing events elsewhere).
+pub type EventTap = Arc<dyn Fn(&RoomEvent) + Send + Sync>;
+
 /// Shared map of room id -> broadcast channel of that room's events.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RoomHub {
     channels: Arc<DashMap<String, broadcast::Sender<RoomEvent>>>,
     capacity: usize,
+    tap: Option<EventTap>,
+}
+
+impl std::fmt::Debug for RoomHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomHub").field("rooms", &self.channels.len()).field("capacity", &self.capacity).finish()
+    }
 }
 
 impl RoomHub {
     /// `capacity` is how many events a watcher may fall behind before it
     /// must catch up from storage.
     pub fn new(capacity: usize) -> Self {
-        RoomHub { channels: Arc::new(DashMap::new()), capacity: capacity.max(1) }
+        RoomHub { channels: Arc::new(DashMap::new()), capacity: capacity.max(1), tap: None }
+    }
+
+    /// Like [`RoomHub::new`], and `tap` sees every event published (it must not block).
+    pub fn with_tap(capacity: usize, tap: EventTap) -> Self {
+        RoomHub { tap: Some(tap), ..RoomHub::new(capacity) }
     }
 
     /// A receiver of every event published for `room_id` from now on.
@@ -35,6 +50,9 @@ impl RoomHub {
 
     /// Sends an event to the room's current watchers (none is fine).
     pub fn publish(&self, event: RoomEvent) {
+        if let Some(tap) = &self.tap {
+            tap(&event);
+        }
         if let Some(tx) = self.channels.get(&event.room_id) {
             let _ = tx.send(event);
         }

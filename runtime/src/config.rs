@@ -69,6 +69,29 @@ pub struct NotifyConfig {
     pub twilio: TwilioConfig,
     /// Systems allowed to send webhooks to `POST /webhooks/inbound/{name}`.
     pub inbound: Vec<InboundConfig>,
+    /// Extra or replacement templates: `NAME.subject`, `NAME.txt`, `NAME.html`, `NAME.sms`.
+    pub templates_dir: Option<std::path::PathBuf>,
+    /// Which room events become notifications.
+    pub rooms: RoomNotifyConfig,
+}
+
+/// Room lifecycle routing: each switch turns a kind of room event into
+/// notifications, to the participants' email addresses and phone numbers (by the
+/// channels this node has configured) or to the entity's webhook endpoints.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomNotifyConfig {
+    /// A participant added with an email or phone gets `room_invitation` (email with
+    /// an iCalendar REQUEST, or SMS).
+    pub invitations: bool,
+    /// A cancelled room's participants get `room_cancelled` (email with an
+    /// iCalendar CANCEL, or SMS).
+    pub cancellations: bool,
+    /// An ended room's participants with email get `room_summary`.
+    pub summaries: bool,
+    /// Every room event goes to the entity's endpoints that take `room.<event>`
+    /// (`room.created`, `room.participant_joined`, ...).
+    pub webhooks: bool,
 }
 
 /// One sender of inbound webhooks (`[[notify.inbound]]` in huddle.toml).
@@ -176,6 +199,8 @@ impl Default for NotifyConfig {
             smtp: SmtpConfig::default(),
             twilio: TwilioConfig::default(),
             inbound: Vec::new(),
+            templates_dir: None,
+            rooms: RoomNotifyConfig::default(),
         }
     }
 }

@@ -77,7 +77,10 @@ mod speech;
 
 pub use api::{Api, DocumentUpload, RoomDetails, SearchRequest, WatchItem};
 pub use auth::Scope;
-pub use config::{Config, ConfigError, InboundConfig, KnowledgeConfig, NotifyConfig, RoomsConfig, SpeechConfig};
+pub use config::{
+    Config, ConfigError, InboundConfig, KnowledgeConfig, NotifyConfig, RoomNotifyConfig, RoomsConfig, SmtpConfig,
+    SpeechConfig, TwilioConfig,
+};
 pub use error::{ApiError, RuntimeError};
 pub use http::InboundWebhook;
 pub use knowledge::SearchHit;
@@ -90,7 +93,7 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     namespace: String,
     store: DynStore,
     hub: RoomHub,
@@ -104,6 +107,7 @@ struct Inner {
     enqueuer: notify::Enqueuer,
     chat: chat::ChatHub,
     inbound: tokio::sync::broadcast::Sender<http::InboundWebhook>,
+    templates: Arc<notify::templates::Templates>,
     /// Cancelled when the runtime begins to shut down; ends watch streams.
     closing: CancellationToken,
 }
@@ -192,6 +196,10 @@ impl Runtime {
 
     pub(crate) fn inbound_sender(&self) -> &tokio::sync::broadcast::Sender<http::InboundWebhook> {
         &self.inner.inbound
+    }
+
+    pub(crate) fn templates(&self) -> &notify::templates::Templates {
+        &self.inner.templates
     }
 
     pub(crate) fn chat_hub(&self) -> &chat::ChatHub {
@@ -307,8 +315,15 @@ impl RuntimeBuilder {
             knowledge: Arc::downgrade(&knowledge),
             namespace: namespace.clone(),
         });
-        let hub = RoomHub::new(self.rooms.watch_buffer);
+        let router = notify::RoomRouter::new(&self.notify.rooms);
+        let hub = match &router {
+            Some(r) => RoomHub::with_tap(self.rooms.watch_buffer, r.tap()),
+            None => RoomHub::new(self.rooms.watch_buffer),
+        };
         let endpoint_cache = huddle_actors::notify::webhook::EndpointCache::default();
+        let templates = Arc::new(
+            notify::templates::Templates::load(self.notify.templates_dir.as_deref()).map_err(RuntimeError::Actors)?,
+        );
         let enqueuer = notify::Enqueuer::start(store.clone());
         let args = root::RootArgs {
             namespace: namespace.clone(),
@@ -324,7 +339,7 @@ impl RuntimeBuilder {
             .await
             .map_err(|e| RuntimeError::Actors(e.to_string()))?;
         info!(backend = store.backend(), %namespace, "runtime started");
-        Ok(Runtime {
+        let rt = Runtime {
             inner: Arc::new(Inner {
                 namespace,
                 store,
@@ -339,8 +354,13 @@ impl RuntimeBuilder {
                 enqueuer,
                 chat: chat::ChatHub::default(),
                 inbound: tokio::sync::broadcast::channel(256).0,
+                templates,
                 closing: CancellationToken::new(),
             }),
-        })
+        };
+        if let Some(router) = router {
+            router.start(Arc::downgrade(&rt.inner));
+        }
+        Ok(rt)
     }
 }

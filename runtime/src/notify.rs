@@ -19,6 +19,11 @@ use huddle_core::{
 };
 use huddle_storage::{DynStore, EnqueueRequest, Enqueued, NotificationFilter, Page, PageRequest};
 
+mod rooms;
+pub(crate) mod templates;
+
+pub(crate) use rooms::RoomRouter;
+
 use crate::api::check_id;
 use crate::config::NotifyConfig;
 use crate::{Api, ApiError};
@@ -35,6 +40,9 @@ pub struct SendRequest {
     pub recipients: Vec<String>,
     /// The webhook event type (required for webhooks), else a label.
     pub event_type: String,
+    /// Render this template (email, SMS, chat) with `data` as its variables; parts
+    /// given explicitly (subject, text, html) win.
+    pub template: Option<String>,
     pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
@@ -188,7 +196,7 @@ pub(crate) fn twilio_settings(config: &NotifyConfig) -> Option<TwilioSettings> {
 }
 
 /// The SMTP settings, when email is configured.
-fn smtp_settings(config: &NotifyConfig) -> Result<Option<SmtpSettings>> {
+pub(crate) fn smtp_settings(config: &NotifyConfig) -> Result<Option<SmtpSettings>> {
     let s = &config.smtp;
     let Some(host) = s.host.clone().filter(|h| !h.is_empty()) else { return Ok(None) };
     let tls = SmtpTls::parse(&s.tls).ok_or_else(|| ApiError::invalid("notify.smtp.tls", "none, starttls or tls"))?;
@@ -289,6 +297,30 @@ impl Api {
         }
         let now = now_ms();
         let due = req.scheduled_for_ms.map_or(now, |t| t.max(now));
+        let mut req = req;
+        if let Some(name) = req.template.clone() {
+            if channel == Channel::Webhook {
+                return Err(ApiError::invalid(
+                    "template",
+                    "templates apply to email, SMS and chat; webhooks send data",
+                ));
+            }
+            let r =
+                self.runtime().templates().render(&name, &req.data).map_err(|e| ApiError::invalid("template", e))?;
+            if req.event_type.is_empty() {
+                req.event_type = name;
+            }
+            if channel == Channel::Sms {
+                req.text = req.text.or(r.sms).or(r.text);
+            } else {
+                req.subject = req.subject.or(r.subject);
+                req.text = req.text.or(r.text);
+                if channel == Channel::Email {
+                    req.html = req.html.or(r.html);
+                }
+            }
+        }
+        let req = req;
         let content = NotificationContent {
             event_type: req.event_type.clone(),
             subject: req.subject.clone(),

@@ -139,6 +139,10 @@ pub struct SendArgs {
     /// JSON data (webhooks: the body's `data`).
     #[arg(long, value_name = "JSON")]
     data: Option<String>,
+    /// Render a template (room_invitation, room_cancelled, room_summary, or one
+    /// of notify.templates_dir) with --data as its variables.
+    #[arg(long, value_name = "NAME")]
+    template: Option<String>,
     #[arg(long)]
     subject: Option<String>,
     #[arg(long)]
@@ -311,6 +315,7 @@ pub async fn run_notify(c: &mut Client, cmd: NotifyCommand) -> anyhow::Result<()
                 to,
                 event_type,
                 data,
+                template,
                 subject,
                 text,
                 html,
@@ -359,6 +364,7 @@ pub async fn run_notify(c: &mut Client, cmd: NotifyCommand) -> anyhow::Result<()
                 data_json: data.unwrap_or_default(),
                 scheduled_for,
                 idempotency_key: idempotency_key.unwrap_or_default(),
+                template: template.unwrap_or_default(),
             };
             let r = c.notifications.send(req).await?.into_inner();
             if out.is_json() {

@@ -276,6 +276,9 @@ fn email_reaches_a_real_smtp_server_as_multipart_with_the_invitation() {
         ("HUDDLE__NOTIFY__SMTP__PORT", &port),
         ("HUDDLE__NOTIFY__SMTP__TLS", "none"),
         ("HUDDLE__NOTIFY__SMTP__FROM", "huddle <meetings@example.com>"),
+        ("HUDDLE__NOTIFY__ROOMS__INVITATIONS", "true"),
+        ("HUDDLE__NOTIFY__ROOMS__CANCELLATIONS", "true"),
+        ("HUDDLE__NOTIFY__ROOMS__SUMMARIES", "true"),
     ]);
     let entity = node.cli(&["entity", "create", "--name", "Acme", "--json"]).json();
     let entity = s(&entity, "id").to_string();
@@ -320,8 +323,45 @@ fn email_reaches_a_real_smtp_server_as_multipart_with_the_invitation() {
         .json();
     let id = sent["ids"][0].as_str().unwrap().to_string();
     let line = lines.recv_timeout(Duration::from_secs(30)).expect("the SMTP server receives the message");
+
+    // room lifecycle routing: an invitation when Ada joins, a summary when the room
+    // ends; in a second room, a cancellation notice
+    let room = node.cli(&["room", "create", "--entity", &entity, "--title", "Weekly sync", "--json"]).json();
+    let room = s(&room, "id").to_string();
+    node.cli(&["room", "start", &room]);
+    node.cli(&["room", "join", &room, "--name", "Ada", "--email", "ada@example.com"]);
+    node.cli(&["room", "end", &room]);
+    let other = node.cli(&["room", "create", "--entity", &entity, "--title", "Planning", "--json"]).json();
+    let other = s(&other, "id").to_string();
+    node.cli(&["room", "join", &other, "--name", "Ben", "--email", "ben@example.com"]);
+    node.cli(&["room", "cancel", &other, "--reason", "no quorum"]);
+    let mut routed = BTreeMap::new();
+    for _ in 0..4 {
+        let l = lines.recv_timeout(Duration::from_secs(30)).expect("a routed room email");
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        routed.insert(v["subject"].as_str().unwrap().to_string(), v);
+    }
     drop(smtp.stdin.take());
     let _ = smtp.wait();
+    let subjects: Vec<&String> = routed.keys().collect();
+    assert_eq!(
+        subjects,
+        ["Cancelled: Planning", "Invitation: Planning", "Invitation: Weekly sync", "Summary: Weekly sync"]
+    );
+    let cal = |v: &serde_json::Value| {
+        v["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["content_type"].as_str().unwrap().starts_with("text/calendar"))
+            .map(|p| p["payload"].as_str().unwrap().to_string())
+    };
+    assert!(cal(&routed["Invitation: Weekly sync"]).unwrap().contains("METHOD:REQUEST"));
+    assert!(cal(&routed["Cancelled: Planning"]).unwrap().contains("METHOD:CANCEL"));
+    assert!(cal(&routed["Summary: Weekly sync"]).is_none());
+    assert_eq!(routed["Cancelled: Planning"]["rcpt_tos"], serde_json::json!(["ben@example.com"]));
+    let summary_text = routed["Summary: Weekly sync"]["parts"][2]["payload"].as_str().unwrap();
+    assert!(summary_text.contains("with 1 participant(s): Ada"), "{summary_text}");
 
     let m: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(m["mail_from"], "meetings@example.com");

@@ -35,6 +35,7 @@ impl Notifications for NotificationsService {
             channel: optional_channel(r.channel)?,
             recipients: r.recipients,
             event_type: r.event_type,
+            template: non_empty(r.template),
             subject: non_empty(r.subject),
             text: non_empty(r.text),
             html: non_empty(r.html),

@@ -416,6 +416,68 @@ async fn entity_keys_see_only_their_own_notifications() {
         text: Some("hi".into()),
         ..Default::default()
     };
-    assert!(f.api.send_notification(sms).await.unwrap_err().to_string().contains("E.164"));
+    let err = f.api.send_notification(sms).await.unwrap_err();
+    assert!(matches!(err, ApiError::FailedPrecondition(_)) && err.to_string().contains("TWILIO"), "{err}");
+    f.rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_events_become_webhooks_and_templates_render() {
+    let config = NotifyConfig {
+        rooms: huddle_runtime::RoomNotifyConfig { webhooks: true, ..Default::default() },
+        ..fast_config()
+    };
+    let f = fixture(config).await;
+    let (rx, base) = receiver().await;
+    f.api
+        .create_endpoint(NewEndpoint {
+            entity_id: f.entity.clone(),
+            url: format!("{base}/rooms"),
+            event_types: vec!["room.participant_joined".into(), "room.completed".into()],
+            headers: vec![],
+        })
+        .await
+        .unwrap();
+    let room = crate::common::room(&f.api, &f.entity).await;
+    let id = room.view.room.id.clone();
+    f.api.start_room(&id).await.unwrap();
+    f.api.join_room(&id, crate::common::human("Ada")).await.unwrap();
+    f.api.end_room(&id).await.unwrap();
+    crate::common::eventually("two room webhooks", || async { rx.count("rooms") >= 2 }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let types: Vec<String> = rx
+        .requests("rooms")
+        .iter()
+        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types, ["room.participant_joined", "room.completed"], "only the types the endpoint takes, once each");
+    let joined: serde_json::Value = serde_json::from_slice(&rx.requests("rooms")[0].body).unwrap();
+    assert_eq!(joined["data"]["room_id"], id.as_str());
+    assert_eq!(joined["data"]["event"]["display_name"], "Ada");
+
+    // templates render for chat/email/SMS; errors name the problem
+    let chat = SendRequest {
+        entity_id: f.entity.clone(),
+        channel: Some(Channel::Chat),
+        recipients: vec!["entity/acme/user/ada".into()],
+        template: Some("room_cancelled".into()),
+        data: serde_json::json!({
+            "entity": {"name": "Acme"},
+            "room": {"title": "Weekly sync", "cancel_reason": "no quorum"},
+            "participant": {"display_name": "Ada"},
+        }),
+        ..Default::default()
+    };
+    let sent = f.api.send_notification(chat.clone()).await.unwrap();
+    let n = f.api.get_notification(&sent.ids[0]).await.unwrap();
+    assert_eq!(n.content.subject.as_deref(), Some("Cancelled: Weekly sync"));
+    assert!(n.content.text.unwrap().contains("has been cancelled: no quorum"));
+    let err = f.api.send_notification(SendRequest { template: Some("nope".into()), ..chat.clone() }).await.unwrap_err();
+    assert!(err.to_string().contains("unknown template `nope`"), "{err}");
+    let err = f.api.send_notification(SendRequest { data: serde_json::json!({}), ..chat }).await.unwrap_err();
+    assert!(err.to_string().contains("room_cancelled."), "{err}");
+    let mut hook = webhook(&f.entity, "", "t");
+    hook.template = Some("room_summary".into());
+    assert!(f.api.send_notification(hook).await.unwrap_err().to_string().contains("templates apply to"));
     f.rt.shutdown().await;
 }
