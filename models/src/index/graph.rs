@@ -70,6 +70,15 @@ impl Graph {
         self.levels.len()
     }
 
+    /// Room for `n` more nodes, allocated exactly (no doubling).
+    pub fn reserve(&mut self, n: usize) {
+        self.vectors.reserve_exact(n * self.dim);
+        self.levels.reserve_exact(n);
+        self.links0.reserve_exact(n * self.m0);
+        self.len0.reserve_exact(n);
+        self.upper.reserve_exact(n);
+    }
+
     pub fn vector(&self, n: u32) -> &[f32] {
         &self.vectors[n as usize * self.dim..(n as usize + 1) * self.dim]
     }

@@ -326,8 +326,10 @@ async fn an_overloaded_pool_drops_the_oldest_audio_and_stays_bounded() {
     let engine = Arc::new(WhisperEngine::load(&path).unwrap());
     let config = WhisperPoolConfig {
         decoders: 1,
+        // one ~3.3 s utterance fits per room, and one of each room fits in total:
+        // what survives does not depend on when the decoder takes its first job
         max_queued_ms_per_room: 4_000,
-        max_queued_ms_total: 6_000,
+        max_queued_ms_total: 8_000,
         ..WhisperPoolConfig::default()
     };
     let pool = WhisperPool::start(engine, config).unwrap();
@@ -342,7 +344,7 @@ async fn an_overloaded_pool_drops_the_oldest_audio_and_stays_bounded() {
     }
     let quiet: Vec<_> = (0..3).map(|_| pool.submit("quiet", samples.clone())).collect();
     let stats = pool.stats();
-    assert!(stats.queued_ms <= 6_000 + 3_000, "{stats:?}");
+    assert!(stats.queued_ms <= 8_000, "{stats:?}");
     let mut dropped = 0;
     let mut decoded = 0;
     for rx in busy {
@@ -366,8 +368,7 @@ async fn an_overloaded_pool_drops_the_oldest_audio_and_stays_bounded() {
     }
     eprintln!("busy: {decoded} decoded, {dropped} dropped; quiet: {quiet_decoded} decoded; {:?}", pool.stats());
     assert!(dropped >= 6, "the oldest busy utterances are dropped");
-    // which busy utterance survives depends on when the decoder took its first job
-    assert!(decoded + quiet_decoded >= 2, "the pool keeps decoding the freshest audio");
+    assert!(decoded >= 1, "the freshest busy utterance is decoded");
     assert!(quiet_decoded >= 1, "a quiet room is not starved by a busy one");
     assert_eq!(pool.stats().queued_jobs, 0);
 }
