@@ -103,6 +103,9 @@ pub struct OutboxState {
 /// their claims lapse: at least once still holds).
 const MAX_UNRECORDED: usize = 100_000;
 
+/// Outcomes recorded per transaction at most.
+const RECORD_BATCH: usize = 64;
+
 impl OutboxState {
     async fn spawn_notifier(
         &mut self,
@@ -173,16 +176,19 @@ impl OutboxState {
 
     async fn flush(&mut self) {
         self.flush_queued = false;
-        if !self.outcomes.is_empty() {
-            let batch = std::mem::take(&mut self.outcomes);
-            if let Err(e) = self.args.store.record_deliveries(batch.clone()).await {
-                warn!(error = %e, outcomes = batch.len(), "cannot record delivery outcomes; will retry");
-                self.outcomes = batch;
+        // Short transactions: the single SQLite writer is shared with senders.
+        while !self.outcomes.is_empty() {
+            let n = self.outcomes.len().min(RECORD_BATCH);
+            let batch: Vec<DeliveryOutcome> = self.outcomes[..n].to_vec();
+            if let Err(e) = self.args.store.record_deliveries(batch).await {
+                warn!(error = %e, outcomes = self.outcomes.len(), "cannot record delivery outcomes; will retry");
                 if self.outcomes.len() > MAX_UNRECORDED {
                     let drop = self.outcomes.len() - MAX_UNRECORDED;
                     self.outcomes.drain(..drop);
                 }
+                break;
             }
+            self.outcomes.drain(..n);
         }
         for (endpoint, reason) in std::mem::take(&mut self.gone) {
             match self.args.store.disable_endpoint(&endpoint, &reason).await {

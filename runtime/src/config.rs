@@ -191,7 +191,7 @@ impl Default for NotifyConfig {
             allow_private_targets: false,
             timeout_ms: 30_000,
             max_in_flight: 256,
-            claim_batch: 256,
+            claim_batch: 64,
             poll_interval_ms: 250,
             secret_overlap_ms: 24 * 3600 * 1000,
             max_recipients: 1_000,
