@@ -27,6 +27,11 @@ pub fn start_counting() {
     COUNTING.store(true, Ordering::SeqCst);
 }
 
+/// Stops counting (readings taken afterwards are stale).
+pub fn stop_counting() {
+    COUNTING.store(false, Ordering::SeqCst);
+}
+
 /// Live bytes allocated minus freed since counting started. Only differences
 /// between two readings are meaningful.
 pub fn live_bytes() -> i64 {
