@@ -86,6 +86,13 @@ fn http_error(status: u16, body: &str) -> String {
     if body.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", body.trim()) }
 }
 
+/// The delay an HTTP response's `Retry-After` header asks for (seconds or an
+/// HTTP date), if any.
+pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    schedule::parse_retry_after(value, std::time::SystemTime::now())
+}
+
 /// A channel's way of delivering one notification. Implementations never panic on
 /// bad input: every problem becomes an [`AttemptResult`].
 #[async_trait::async_trait]

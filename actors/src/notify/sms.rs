@@ -10,15 +10,14 @@
 //! callback URL followed by every POST parameter name and value sorted by name
 //! ([`twilio_signature`]).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use huddle_core::Notification;
 use subtle::ConstantTimeEq;
 
-use super::schedule::parse_retry_after;
-use super::{AttemptResult, Deliver};
+use super::{AttemptResult, Deliver, retry_after_header};
 
 /// Where and as whom text messages are sent.
 #[derive(Debug, Clone)]
@@ -81,11 +80,7 @@ impl Deliver for SmsDeliverer {
             Err(e) => return AttemptResult::retry(None, None, format!("cannot reach Twilio: {e}")),
         };
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let retry_after = retry_after_header(resp.headers());
         let json: serde_json::Value = resp.json().await.unwrap_or_default();
         if (200..300).contains(&status) {
             let sid = json["sid"].as_str().map(str::to_string);

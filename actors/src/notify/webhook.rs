@@ -10,16 +10,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use huddle_core::{Notification, WebhookEndpoint, now_ms};
 use huddle_storage::{DynStore, StorageError};
 use tracing::warn;
 
-use super::schedule::parse_retry_after;
 use super::signing::{decode_secret, signature_header};
-use super::{AttemptResult, Deliver, rfc3339};
+use super::{AttemptResult, Deliver, retry_after_header, rfc3339};
 
 /// How long a loaded endpoint (URL, secrets, disabled flag) is reused before it is
 /// read again: a rotation or a disable takes effect within this time.
@@ -237,11 +236,7 @@ impl Deliver for WebhookDeliverer {
         match req.body(body).send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let retry_after = retry_after_header(resp.headers());
                 let excerpt = if resp.status().is_success() {
                     String::new()
                 } else {
