@@ -481,3 +481,40 @@ async fn room_events_become_webhooks_and_templates_render() {
     assert!(f.api.send_notification(hook).await.unwrap_err().to_string().contains("templates apply to"));
     f.rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_a_postgres_outbox_and_deliver_each_notification_once() {
+    let schema = format!("rt_notify_{}", &huddle_core::new_id().replace('-', "")[16..]);
+    let url = crate::common::postgres_url();
+    let open = || async {
+        let store = huddle_storage::postgres::PostgresStore::open_in_schema(&url, &schema)
+            .await
+            .unwrap_or_else(|e| panic!("postgres at {url} is required for this test: {e}"));
+        std::sync::Arc::new(store) as huddle_storage::DynStore
+    };
+    let node = |name: &str| NotifyConfig { node_id: Some(name.into()), ..fast_config() };
+    let a = Runtime::builder().store(open().await).notify(node("node-a")).build().await.unwrap();
+    let b = Runtime::builder().store(open().await).notify(node("node-b")).build().await.unwrap();
+    let (rx, base) = receiver().await;
+    let e = entity(&a.admin(), "Acme", None).await;
+    let ep = endpoint(&a.admin(), &e.id, format!("{base}/ok")).await;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let api = if i % 2 == 0 { a.admin() } else { b.admin() };
+        ids.extend(api.send_notification(webhook(&e.id, &ep.id, "t")).await.unwrap().ids);
+    }
+    for id in &ids {
+        assert_eq!(settled(&a.admin(), id).await.status, S::Delivered);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got: Vec<String> =
+        rx.requests("ok").iter().map(|r| r.headers["webhook-id"].to_str().unwrap().to_string()).collect();
+    let unique: std::collections::BTreeSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), 60, "every notification delivered");
+    assert_eq!(got.len(), 60, "and none twice: the two nodes never claimed the same row");
+    let (sa, sb) = (a.admin().outbox_stats().await.unwrap(), b.admin().outbox_stats().await.unwrap());
+    assert_eq!(sa.claimed + sb.claimed, 60, "claims: node-a {} node-b {}", sa.claimed, sb.claimed);
+    eprintln!("postgres outbox: node-a claimed {}, node-b claimed {}", sa.claimed, sb.claimed);
+    a.shutdown().await;
+    b.shutdown().await;
+}
