@@ -100,24 +100,9 @@ pub trait Deliver: Send + Sync + 'static {
     async fn deliver(&self, notification: &Notification) -> AttemptResult;
 }
 
-/// Unix milliseconds as an RFC 3339 UTC timestamp with milliseconds
-/// (`2023-11-14T22:13:20.000Z`).
-pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, m, d) = ics::civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", sod / 3600, sod % 3600 / 60, sod % 60, ms.rem_euclid(1000))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_formats_utc_with_millis() {
-        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-    }
 
     #[test]
     fn http_statuses_map_to_verdicts() {

@@ -124,7 +124,7 @@ impl OutboxState {
     /// What a finished attempt means for its notification.
     fn outcome(&mut self, a: Attempted) -> DeliveryOutcome {
         let n = a.notification;
-        let attempt_no = n.attempts.len() as u32 + 1;
+        let attempt_no = n.attempt_count + 1;
         let attempt = DeliveryAttempt {
             attempt: attempt_no,
             at_ms: a.started_ms,
@@ -179,8 +179,7 @@ impl OutboxState {
         // Short transactions: the single SQLite writer is shared with senders.
         while !self.outcomes.is_empty() {
             let n = self.outcomes.len().min(RECORD_BATCH);
-            let batch: Vec<DeliveryOutcome> = self.outcomes[..n].to_vec();
-            if let Err(e) = self.args.store.record_deliveries(batch).await {
+            if let Err(e) = self.args.store.record_deliveries(&self.outcomes[..n]).await {
                 warn!(error = %e, outcomes = self.outcomes.len(), "cannot record delivery outcomes; will retry");
                 if self.outcomes.len() > MAX_UNRECORDED {
                     let drop = self.outcomes.len() - MAX_UNRECORDED;

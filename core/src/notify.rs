@@ -163,6 +163,8 @@ pub struct Notification {
     pub status: NotificationStatus,
     /// When the next attempt is due (pending), or when the claim on it lapses (sending).
     pub due_at_ms: Millis,
+    /// Attempts made so far (`attempts` is empty on freshly claimed notifications).
+    pub attempt_count: u32,
     pub attempts: Vec<DeliveryAttempt>,
     pub last_error: Option<String>,
     /// The provider's id for the message (a Twilio message SID).

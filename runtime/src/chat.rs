@@ -101,7 +101,7 @@ fn frame(n: &Notification) -> Message {
         "channel": n.recipient,
         "text": n.content.text,
         "data": n.content.data,
-        "created_at": huddle_actors::notify::rfc3339(n.created_at_ms),
+        "created_at": huddle_core::time::rfc3339(n.created_at_ms, true),
     });
     Message::Text(v.to_string().into())
 }

@@ -4,7 +4,7 @@ use huddle_core::{Document, DocumentStatus, ItemKind, KnowledgeItem, NewKnowledg
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use crate::page::{self, Cursor};
-use crate::rows::{convert, corrupt, is_foreign_key_violation, not_found, seq_to_db, to_u64};
+use crate::rows::{convert, corrupt, is_foreign_key_violation, not_found, placeholders, seq_to_db, to_u64};
 use crate::sql::{Dialect, Sql};
 use crate::{Page, PageRequest, Result, StorageError};
 
@@ -261,8 +261,7 @@ where
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT {ITEM_COLUMNS} FROM knowledge_items WHERE id IN ({})", placeholders.join(", "));
+        let sql = format!("SELECT {ITEM_COLUMNS} FROM knowledge_items WHERE id IN ({})", placeholders(1, ids.len()));
         let mut q = sqlx::query_as::<DB, ItemRow>(&sql);
         for id in ids {
             q = q.bind(seq_to_db(*id)?);

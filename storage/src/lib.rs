@@ -257,8 +257,8 @@ pub trait NotifyStore: Send + Sync {
     /// Only PENDING notifications can be cancelled (`Precondition` otherwise).
     async fn cancel_notification(&self, id: &str) -> Result<Notification>;
     /// Claims due notifications for `node` until `now_ms + lease_ms`: PENDING ones
-    /// that are due and SENDING ones whose claim lapsed. Their `attempts` hold only
-    /// placeholders, one per attempt made.
+    /// that are due and SENDING ones whose claim lapsed. They come without their
+    /// attempt history (`attempt_count` says how many were made).
     async fn claim_notifications(
         &self,
         node: &str,
@@ -268,7 +268,7 @@ pub trait NotifyStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Notification>>;
     /// Records attempts and what follows them, in one transaction.
-    async fn record_deliveries(&self, outcomes: Vec<DeliveryOutcome>) -> Result<()>;
+    async fn record_deliveries(&self, outcomes: &[DeliveryOutcome]) -> Result<()>;
     /// Makes what `node` had claimed due again now; returns how many.
     async fn release_claims(&self, node: &str) -> Result<u64>;
     async fn update_by_provider_id(

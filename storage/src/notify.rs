@@ -11,7 +11,7 @@ use huddle_core::{
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use crate::page::{self, Cursor};
-use crate::rows::{corrupt, is_foreign_key_violation, is_unique_violation, not_found, to_u64};
+use crate::rows::{corrupt, is_foreign_key_violation, is_unique_violation, not_found, placeholders, to_u64};
 use crate::sql::{Dialect, Sql};
 use crate::{Page, PageRequest, Result, StorageError};
 
@@ -87,7 +87,7 @@ impl NotificationRow {
     fn into_notification(self, attempts: Vec<DeliveryAttempt>) -> Result<Notification> {
         let content: NotificationContent =
             serde_json::from_str(&self.content).map_err(|e| corrupt("notifications.content", e))?;
-        let _ = to_u64(self.attempt_count, "notifications.attempt_count")?;
+        let attempt_count = u32::try_from(self.attempt_count).map_err(|e| corrupt("notifications.attempt_count", e))?;
         Ok(Notification {
             channel: Channel::parse(&self.channel)
                 .ok_or_else(|| corrupt("notifications.channel", format!("unknown channel {:?}", self.channel)))?,
@@ -98,6 +98,7 @@ impl NotificationRow {
             recipient: self.recipient,
             content,
             due_at_ms: self.due_at_ms,
+            attempt_count,
             attempts,
             last_error: self.last_error,
             provider_id: self.provider_id,
@@ -180,10 +181,6 @@ const ENDPOINT_COLUMNS: &str = "id, entity_id, url, event_types, headers, secret
 
 fn json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StorageError::Database(sqlx::Error::Encode(format!("{what}: {e}").into())))
-}
-
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 impl<DB> Sql<DB>
@@ -454,35 +451,19 @@ where
         let mut rows = q.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         rows.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-        rows.into_iter()
-            .map(|r| {
-                let count = to_u64(r.attempt_count, "notifications.attempt_count")? as u32;
-                let mut n = r.into_notification(Vec::new())?;
-                // Claimed rows carry only the number of attempts made so far.
-                n.attempts = (1..=count)
-                    .map(|attempt| DeliveryAttempt {
-                        attempt,
-                        at_ms: 0,
-                        duration_ms: 0,
-                        response_code: None,
-                        error: None,
-                    })
-                    .collect();
-                Ok(n)
-            })
-            .collect()
+        rows.into_iter().map(|r| r.into_notification(Vec::new())).collect()
     }
 
     /// Records attempts and their consequences, all in one transaction. An outcome for
     /// a notification that is no longer SENDING (cancelled meanwhile, or recorded by
     /// another node) still records its attempt but leaves the status alone.
-    pub async fn record_deliveries(&self, outcomes: Vec<DeliveryOutcome>) -> Result<()> {
+    pub async fn record_deliveries(&self, outcomes: &[DeliveryOutcome]) -> Result<()> {
         if outcomes.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
         let now = now_ms();
-        for o in &outcomes {
+        for o in outcomes {
             sqlx::query(
                 "INSERT INTO notification_attempts (notification_id, attempt, at_ms, duration_ms, response_code, error) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (notification_id, attempt) DO NOTHING",

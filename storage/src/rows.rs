@@ -319,6 +319,11 @@ pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
 }
 
+/// `$from, $from+1, ...`: `n` numbered placeholders for an `IN (...)` list.
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 pub(crate) fn not_found(what: &'static str, id: &str) -> StorageError {
     StorageError::NotFound { what, id: id.to_string() }
 }

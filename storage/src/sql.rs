@@ -732,7 +732,7 @@ macro_rules! forward_store_traits {
             ) -> Result<Vec<huddle_core::Notification>> {
                 self.sql.claim_notifications(node, channels, now_ms, lease_ms, limit).await
             }
-            async fn record_deliveries(&self, outcomes: Vec<crate::DeliveryOutcome>) -> Result<()> {
+            async fn record_deliveries(&self, outcomes: &[crate::DeliveryOutcome]) -> Result<()> {
                 self.sql.record_deliveries(outcomes).await
             }
             async fn release_claims(&self, node: &str) -> Result<u64> {

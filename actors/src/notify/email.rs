@@ -53,6 +53,8 @@ pub struct SmtpSettings {
 }
 
 /// Delivers email notifications (`recipient` is the address).
+/// Connections to the SMTP server are pooled and reused (build it inside a tokio
+/// runtime).
 pub struct EmailDeliverer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
@@ -159,6 +161,7 @@ mod tests {
             content,
             status: NotificationStatus::Sending,
             due_at_ms: 0,
+            attempt_count: 0,
             attempts: vec![],
             last_error: None,
             provider_id: None,
@@ -168,8 +171,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn messages_are_multipart_with_the_invitation_attached() {
+    // the transport keeps a connection pool, which needs a tokio runtime
+    #[tokio::test]
+    async fn messages_are_multipart_with_the_invitation_attached() {
         let d = deliverer();
         let n = notification(NotificationContent {
             subject: Some("Standup".into()),

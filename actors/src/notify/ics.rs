@@ -5,7 +5,7 @@
 //! endings, escapes TEXT values, quotes parameter values when needed, and
 //! folds lines longer than 75 octets without splitting UTF-8 characters.
 //! Times are written in UTC basic format (`YYYYMMDDTHHMMSSZ`), computed from
-//! unix milliseconds without any date library.
+//! unix milliseconds with `huddle_core::time`.
 //!
 //! For a cancellation, reuse the event `uid` and raise `sequence` above the
 //! one last sent, as calendar clients ignore stale updates.
@@ -163,30 +163,8 @@ fn clean_uri(s: &str) -> String {
 /// Formats unix milliseconds as `YYYYMMDDTHHMMSSZ`, truncating to seconds
 /// (toward the past for negative values).
 fn format_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", sod / 3600, sod % 3600 / 60, sod % 60)
-}
-
-/// Converts days since 1970-01-01 to a proleptic Gregorian (year, month,
-/// day), working in 400-year eras that start on March 1st so the leap day
-/// falls at the end of each year.
-pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    const DAYS_PER_ERA: i64 = 146_097; // 400 years
-    // Shift the epoch to 0000-03-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(DAYS_PER_ERA);
-    let day_of_era = z.rem_euclid(DAYS_PER_ERA);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Month index counted from March (0 = March, 11 = February).
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let (y, m, d, h, mi, sec, _) = huddle_core::time::utc_fields(ms);
+    format!("{y:04}{m:02}{d:02}T{h:02}{mi:02}{sec:02}Z")
 }
 
 #[cfg(test)]
@@ -224,30 +202,6 @@ mod tests {
         assert_eq!(format_utc(951_782_400_000), "20000229T000000Z");
         assert_eq!(format_utc(4_107_542_400_000), "21000301T000000Z");
         assert_eq!(format_utc(253_402_300_799_000), "99991231T235959Z");
-    }
-
-    #[test]
-    fn civil_dates_are_consecutive_across_centuries() {
-        let mut prev = civil_from_days(-800_000);
-        for days in -799_999..800_000 {
-            let cur = civil_from_days(days);
-            let next_day = (prev.0, prev.1, prev.2 + 1);
-            let next_month = (prev.0, prev.1 + 1, 1);
-            let next_year = (prev.0 + 1, 1, 1);
-            assert!(cur == next_day || cur == next_month || cur == next_year, "{prev:?} -> {cur:?}");
-            if cur == next_month || cur == next_year {
-                let y = prev.0;
-                let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-                let len = match prev.1 {
-                    2 if leap => 29,
-                    2 => 28,
-                    4 | 6 | 9 | 11 => 30,
-                    _ => 31,
-                };
-                assert_eq!(prev.2, len, "{prev:?}");
-            }
-            prev = cur;
-        }
     }
 
     #[test]

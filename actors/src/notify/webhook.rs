@@ -18,7 +18,7 @@ use huddle_storage::{DynStore, StorageError};
 use tracing::warn;
 
 use super::signing::{decode_secret, signature_header};
-use super::{AttemptResult, Deliver, retry_after_header, rfc3339};
+use super::{AttemptResult, Deliver, retry_after_header};
 
 /// How long a loaded endpoint (URL, secrets, disabled flag) is reused before it is
 /// read again: a rotation or a disable takes effect within this time.
@@ -180,7 +180,7 @@ impl WebhookDeliverer {
     pub fn body(n: &Notification) -> Vec<u8> {
         let body = serde_json::json!({
             "type": n.content.event_type,
-            "timestamp": rfc3339(n.created_at_ms),
+            "timestamp": huddle_core::time::rfc3339(n.created_at_ms, true),
             "data": n.content.data,
         });
         serde_json::to_vec(&body).unwrap_or_default()

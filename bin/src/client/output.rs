@@ -41,32 +41,9 @@ impl Out {
 
 // ---- time ----------------------------------------------------------------
 
-/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// RFC 3339 in UTC, `2025-11-22T08:26:40Z`, with `.mmm` when `millis`.
 pub fn rfc3339(t: &Timestamp, millis: bool) -> String {
-    let secs = t.seconds + i64::from(t.nanos.div_euclid(1_000_000_000));
-    let nanos = t.nanos.rem_euclid(1_000_000_000);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    let (h, mi, s) = (sod / 3_600, sod % 3_600 / 60, sod % 60);
-    if millis {
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z", nanos / 1_000_000)
-    } else {
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-    }
+    huddle_core::time::rfc3339(huddle_proto::conversions::ms(t), millis)
 }
 
 /// A timestamp for people (to the second), `-` when unset.

@@ -73,7 +73,7 @@ impl RoomRouter {
 }
 
 fn room_json(room: &Room) -> serde_json::Value {
-    let fmt = |ms: Option<i64>| ms.map(huddle_actors::notify::rfc3339);
+    let fmt = |ms: Option<i64>| ms.map(|ms| huddle_core::time::rfc3339(ms, true));
     let duration = match (room.started_at_ms, room.ended_at_ms) {
         (Some(s), Some(e)) => (e - s).max(0) / 60_000,
         _ => 0,
@@ -130,23 +130,26 @@ async fn route(rt: &Runtime, config: &RoomNotifyConfig, event: &RoomEvent) -> Re
             .await?;
         }
     }
-    let (template, method, who): (&str, Option<IcsMethod>, Vec<Participant>) = match event.kind.as_str() {
-        "participant_joined" if config.invitations => {
-            let id = event.data["participant_id"].as_str().unwrap_or_default();
-            let all = store.list_participants(&room.id).await?;
-            ("room_invitation", Some(IcsMethod::Request), all.into_iter().filter(|p| p.id == id).collect())
-        }
-        "cancelled" if config.cancellations => {
-            ("room_cancelled", Some(IcsMethod::Cancel), store.list_participants(&room.id).await?)
-        }
-        "completed" if config.summaries => ("room_summary", None, store.list_participants(&room.id).await?),
+    let template = match event.kind.as_str() {
+        "participant_joined" if config.invitations => "room_invitation",
+        "cancelled" if config.cancellations => "room_cancelled",
+        "completed" if config.summaries => "room_summary",
         _ => return Ok(()),
     };
+    let everyone = store.list_participants(&room.id).await?;
+    let (method, who): (Option<IcsMethod>, Vec<&Participant>) = match template {
+        "room_invitation" => {
+            let id = event.data["participant_id"].as_str().unwrap_or_default();
+            (Some(IcsMethod::Request), everyone.iter().filter(|p| p.id == id).collect())
+        }
+        "room_cancelled" => (Some(IcsMethod::Cancel), everyone.iter().collect()),
+        _ => (None, everyone.iter().collect()),
+    };
     let entity = store.get_entity(&room.entity_id).await?;
-    let mut names: Vec<String> = Vec::new();
-    for p in store.list_participants(&room.id).await? {
-        if !names.contains(&p.display_name) {
-            names.push(p.display_name);
+    let mut names: Vec<&str> = Vec::new();
+    for p in &everyone {
+        if !names.contains(&p.display_name.as_str()) {
+            names.push(&p.display_name);
         }
     }
     let (transcript, segments) = if template == "room_summary" {
@@ -156,7 +159,7 @@ async fn route(rt: &Runtime, config: &RoomNotifyConfig, event: &RoomEvent) -> Re
             .iter()
             .take(SUMMARY_LINES as usize)
             .map(|s| {
-                let speaker = store_name(&s.participant_id, &who);
+                let speaker = display_name(&s.participant_id, &everyone);
                 serde_json::json!({"speaker": speaker, "text": s.text})
             })
             .collect();
@@ -166,7 +169,7 @@ async fn route(rt: &Runtime, config: &RoomNotifyConfig, event: &RoomEvent) -> Re
     };
     let email_on = smtp_settings(rt.notify_config()).ok().flatten().is_some();
     let sms_on = twilio_settings(rt.notify_config()).is_some();
-    for p in &who {
+    for p in who {
         let data = serde_json::json!({
             "entity": {"name": entity.name},
             "room": room_json(&room),
@@ -207,7 +210,7 @@ async fn route(rt: &Runtime, config: &RoomNotifyConfig, event: &RoomEvent) -> Re
     Ok(())
 }
 
-fn store_name(participant_id: &str, people: &[Participant]) -> String {
+fn display_name(participant_id: &str, people: &[Participant]) -> String {
     people
         .iter()
         .find(|p| p.id == participant_id)

@@ -921,7 +921,7 @@ pub async fn outbox_enqueue_claim_record(db: &TestDb) {
 
     // a retry, then delivery; both attempts are kept
     store
-        .record_deliveries(vec![DeliveryOutcome {
+        .record_deliveries(&[DeliveryOutcome {
             id: "n1".into(),
             attempt: attempt(1, Some(503)),
             next: Next::Retry { due_at_ms: now + 5_000 },
@@ -932,9 +932,9 @@ pub async fn outbox_enqueue_claim_record(db: &TestDb) {
     assert_eq!((n1.status, n1.due_at_ms, n1.attempts.len()), (S::Pending, now + 5_000, 1));
     assert_eq!(n1.last_error.as_deref(), Some("HTTP 503"));
     let c = store.claim_notifications("node-a", &[Channel::Email], now + 5_000, 30_000, 10).await.unwrap();
-    assert_eq!(c[0].attempts.len(), 1, "a claimed row carries how many attempts were made");
+    assert_eq!(c[0].attempt_count, 1, "a claimed row carries how many attempts were made");
     store
-        .record_deliveries(vec![DeliveryOutcome {
+        .record_deliveries(&[DeliveryOutcome {
             id: "n1".into(),
             attempt: attempt(2, Some(250)),
             next: Next::Delivered { provider_id: Some("SM1".into()) },
