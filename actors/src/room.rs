@@ -723,6 +723,7 @@ mod tests {
             ended_at_ms: None,
             cancel_reason: None,
             event_seq: 1,
+            livekit_room: None,
         };
         let created =
             RoomEvent { room_id: room.id.clone(), seq: 1, kind: "created".into(), data: json!({}), at_ms: now };

@@ -35,6 +35,7 @@ pub fn room(i: usize, entity_id: &str) -> Room {
         ended_at_ms: None,
         cancel_reason: None,
         event_seq: 2,
+        livekit_room: None,
     }
 }
 

@@ -129,6 +129,10 @@ impl Rooms for DashMapRooms {
     async fn get_transcript(&self, _: Request<v1::GetTranscriptRequest>) -> Reply<v1::GetTranscriptResponse> {
         unimplemented("GetTranscript")
     }
+
+    async fn list_recordings(&self, _: Request<v1::ListRecordingsRequest>) -> Reply<v1::ListRecordingsResponse> {
+        unimplemented("ListRecordings")
+    }
 }
 
 /// Serves [`DashMapRooms`] on 127.0.0.1:0 until stdin closes.

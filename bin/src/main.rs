@@ -21,6 +21,7 @@ use tracing_subscriber::EnvFilter;
 mod client;
 mod demo;
 mod embed;
+mod livekit;
 mod models;
 mod serve;
 mod transcribe;
@@ -84,6 +85,8 @@ enum Command {
     Endpoint(client::notify::EndpointArgs),
     /// Send notifications (webhook, email, SMS, chat) and follow their delivery.
     Notify(client::notify::NotifyArgs),
+    /// LiveKit helpers: mint participant tokens; no server needed.
+    Livekit(livekit::LiveKitArgs),
     /// Install and list local model weights (Whisper, text embeddings); no server needed.
     Models(models::ModelsArgs),
     /// Embed texts with the local all-MiniLM-L6-v2 model; no server needed.
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Endpoint(args) => client::main(&args.conn, client::Op::Endpoint(args.command)),
         Command::Notify(args) => client::main(&args.conn, client::Op::Notify(args.command)),
         Command::Models(args) => models::main(args),
+        Command::Livekit(args) => livekit::main(args),
         Command::Embed(args) => embed::main(args),
         Command::Demo(args) => demo::main(args),
         Command::Transcribe(args) => transcribe::main(args),

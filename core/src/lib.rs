@@ -33,7 +33,8 @@ pub use notify::{
     WebhookEndpoint,
 };
 pub use room::{
-    NewParticipant, NewRoom, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, effective_instructions,
+    NewParticipant, NewRoom, Participant, ParticipantKind, Recording, Room, RoomEvent, RoomStatus,
+    effective_instructions,
 };
 pub use time::now_ms;
 pub use transcript::TranscriptSegment;

@@ -90,6 +90,9 @@ pub struct Room {
     pub ended_at_ms: Option<Millis>,
     pub cancel_reason: Option<String>,
     pub event_seq: u64,
+    /// The LiveKit room this room is bound to, if any: starting the room makes
+    /// the agent join it, and LiveKit's webhooks keep the two in step.
+    pub livekit_room: Option<String>,
 }
 
 impl Room {
@@ -108,6 +111,7 @@ pub struct NewRoom {
     pub custom_instructions: String,
     pub max_participants: u32,
     pub scheduled_for_ms: Option<Millis>,
+    pub livekit_room: Option<String>,
 }
 
 /// Who a participant is.
@@ -195,6 +199,22 @@ pub struct RoomEvent {
     pub at_ms: Millis,
 }
 
+/// A recording of a LiveKit room, reported by LiveKit's `egress_ended` webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recording {
+    /// LiveKit's egress id.
+    pub egress_id: String,
+    pub room_id: String,
+    /// LiveKit's egress status name, e.g. `EGRESS_COMPLETE` or `EGRESS_FAILED`.
+    pub status: String,
+    /// Where the files went (file names or URLs).
+    pub locations: Vec<String>,
+    pub started_at_ms: Option<Millis>,
+    pub ended_at_ms: Option<Millis>,
+    pub error: Option<String>,
+    pub recorded_at_ms: Millis,
+}
+
 /// Entity, department and room instructions joined in that order, skipping
 /// empty parts, separated by a blank line.
 pub fn effective_instructions(entity: &str, department: Option<&str>, room: &str) -> String {
@@ -245,6 +265,7 @@ mod tests {
             ended_at_ms: None,
             cancel_reason: None,
             event_seq: 0,
+            livekit_room: None,
         };
         assert_eq!(room.participant_cap(10), 10);
         room.max_participants = 50;

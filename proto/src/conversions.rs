@@ -112,6 +112,8 @@ pub fn participant(p: Participant, now_ms: Millis) -> v1::Participant {
         joined_at: Some(ts(p.joined_at_ms)),
         left_at: opt_ts(p.left_at_ms),
         duration_ms,
+        livekit_token: String::new(),
+        livekit_url: String::new(),
     }
 }
 
@@ -133,6 +135,21 @@ pub fn room(r: Room, participants: Vec<Participant>, effective_instructions: Str
         cancel_reason: r.cancel_reason.unwrap_or_default(),
         participants: participants.into_iter().map(|p| participant(p, now_ms)).collect(),
         event_seq: r.event_seq,
+        livekit_room: r.livekit_room.unwrap_or_default(),
+    }
+}
+
+impl From<huddle_core::Recording> for v1::Recording {
+    fn from(r: huddle_core::Recording) -> Self {
+        v1::Recording {
+            egress_id: r.egress_id,
+            room_id: r.room_id,
+            status: r.status,
+            locations: r.locations,
+            started_at: opt_ts(r.started_at_ms),
+            ended_at: opt_ts(r.ended_at_ms),
+            error: r.error.unwrap_or_default(),
+        }
     }
 }
 

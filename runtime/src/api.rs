@@ -55,6 +55,15 @@ pub enum WatchItem {
 /// A stream of watch items; it ends after the room ends.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchItem>> + Send>>;
 
+/// How a participant reaches a LiveKit-backed room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveKitAccess {
+    /// A LiveKit access token for the participant's identity.
+    pub token: String,
+    /// The LiveKit server's URL.
+    pub url: String,
+}
+
 /// Longest search query, in characters.
 pub const MAX_QUERY_CHARS: usize = 2_000;
 
@@ -317,6 +326,16 @@ impl Api {
         if let Some(d) = &new.department_id {
             check_id("department_id", d)?;
         }
+        if let Some(name) = &new.livekit_room {
+            crate::livekit::check_livekit_name("livekit_room", name)?;
+            if self.rt.livekit().is_none() {
+                return Err(ApiError::FailedPrecondition(
+                    "livekit_room needs LiveKit configured on this node: set livekit.url, livekit.api_key and \
+                     livekit.api_secret (HUDDLE__LIVEKIT__URL, ...)"
+                        .into(),
+                ));
+            }
+        }
         let now = now_ms();
         let room = Room {
             id: new_id(),
@@ -332,12 +351,16 @@ impl Api {
             ended_at_ms: None,
             cancel_reason: None,
             event_seq: 1,
+            livekit_room: new.livekit_room,
         };
         let created = RoomEvent {
             room_id: room.id.clone(),
             seq: 1,
             kind: "created".into(),
-            data: json!({ "title": room.title, "entity_id": room.entity_id, "department_id": room.department_id }),
+            data: json!({
+                "title": room.title, "entity_id": room.entity_id, "department_id": room.department_id,
+                "livekit_room": room.livekit_room,
+            }),
             at_ms: now,
         };
         let room = self.rt.store().create_room(room, vec![created]).await?;
@@ -411,17 +434,44 @@ impl Api {
     }
 
     pub async fn join_room(&self, id: &str, new: NewParticipant) -> Result<Participant> {
-        self.visible_room(id).await?;
+        Ok(self.join_room_with_access(id, new).await?.0)
+    }
+
+    /// Joins like [`Api::join_room`]; for a room bound to a LiveKit room it
+    /// also returns the participant's LiveKit access (token and URL).
+    pub async fn join_room_with_access(
+        &self,
+        id: &str,
+        new: NewParticipant,
+    ) -> Result<(Participant, Option<LiveKitAccess>)> {
+        let room = self.visible_room(id).await?;
         check_name("display_name", &new.display_name)?;
+        if room.livekit_room.is_some() && !new.identity.is_empty() {
+            crate::livekit::check_livekit_name("identity", &new.identity)?;
+        }
         check_optional_contact("email", &new.email)?;
         check_optional_contact("phone", &new.phone)?;
         if new.identity.len() > MAX_NAME_CHARS {
             return Err(ApiError::invalid("identity", format!("must be at most {MAX_NAME_CHARS} characters")));
         }
-        match self.call_room(id, false, move |reply| RoomMsg::Join { participant: new.clone(), reply }).await? {
-            Delivery::Done(p) => Ok(p),
-            Delivery::Ended(room) => Err(RoomError::Ended { status: room.status }.into()),
-        }
+        let p = match self.call_room(id, false, move |reply| RoomMsg::Join { participant: new.clone(), reply }).await? {
+            Delivery::Done(p) => p,
+            Delivery::Ended(room) => return Err(RoomError::Ended { status: room.status }.into()),
+        };
+        let access = match (&room.livekit_room, self.rt.livekit()) {
+            (Some(name), Some(lk)) => Some(LiveKitAccess {
+                token: lk.participant_token(name, &p.identity, &p.display_name, None)?,
+                url: lk.url().to_string(),
+            }),
+            _ => None,
+        };
+        Ok((p, access))
+    }
+
+    /// Recordings of a room (LiveKit egress), oldest first.
+    pub async fn list_recordings(&self, id: &str) -> Result<Vec<huddle_core::Recording>> {
+        self.visible_room(id).await?;
+        Ok(self.rt.store().list_recordings(id).await?)
     }
 
     pub async fn leave_room(&self, id: &str, participant_id: &str) -> Result<Participant> {

@@ -31,7 +31,43 @@ pub struct Config {
     pub speech: SpeechConfig,
     pub knowledge: KnowledgeConfig,
     pub notify: NotifyConfig,
+    pub livekit: LiveKitConfig,
     pub log: LogConfig,
+}
+
+/// LiveKit (`HUDDLE__LIVEKIT__URL`, `__API_KEY`, `__API_SECRET`): rooms bound
+/// to LiveKit rooms, participant tokens and LiveKit's webhooks. Unset URL or
+/// keys: LiveKit is off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveKitConfig {
+    /// The LiveKit server as clients reach it: `wss://...` (or `ws://`, `https://`, `http://`).
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    pub api_secret: Option<String>,
+    /// The identity the agent joins rooms with.
+    pub agent_identity: String,
+    /// Lifetime of participant tokens from JoinRoom, in seconds (6 h).
+    pub token_ttl_secs: u64,
+}
+
+impl Default for LiveKitConfig {
+    fn default() -> Self {
+        LiveKitConfig {
+            url: None,
+            api_key: None,
+            api_secret: None,
+            agent_identity: "huddle-agent".into(),
+            token_ttl_secs: 6 * 3600,
+        }
+    }
+}
+
+impl LiveKitConfig {
+    /// Whether URL, key and secret are all set.
+    pub fn is_configured(&self) -> bool {
+        self.url.is_some() && self.api_key.is_some() && self.api_secret.is_some()
+    }
 }
 
 /// Notifications: the outbox, retries and the delivery channels.
@@ -482,6 +518,22 @@ impl Config {
         }
         if k.max_document_bytes == 0 {
             return invalid("knowledge.max_document_bytes must be above 0");
+        }
+        let lk = &self.livekit;
+        let set = [lk.url.is_some(), lk.api_key.is_some(), lk.api_secret.is_some()];
+        if set.iter().any(|s| *s) && !set.iter().all(|s| *s) {
+            return invalid("livekit needs url, api_key and api_secret together");
+        }
+        if let Some(u) = &lk.url
+            && !["ws://", "wss://", "http://", "https://"].iter().any(|p| u.starts_with(p))
+        {
+            return invalid("livekit.url must start with ws://, wss://, http:// or https://");
+        }
+        if lk.api_key.as_ref().is_some_and(|s| s.is_empty()) || lk.api_secret.as_ref().is_some_and(|s| s.is_empty()) {
+            return invalid("livekit.api_key and livekit.api_secret must not be empty");
+        }
+        if lk.agent_identity.trim().is_empty() || lk.token_ttl_secs == 0 {
+            return invalid("livekit.agent_identity must not be empty and livekit.token_ttl_secs must be above 0");
         }
         let n = &self.notify;
         if let Err(e) = n.retry_schedule.parse::<huddle_actors::notify::schedule::RetrySchedule>() {

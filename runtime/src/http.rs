@@ -1,7 +1,8 @@
 //! The HTTP side of a node: `GET /healthz` (200 when the database answers,
 //! 503 otherwise), `GET /metrics` (Prometheus text format) and
 //! `POST /webhooks/twilio/status` (SMS delivery reports, signed by Twilio) and
-//! `POST /webhooks/inbound/{name}` (webhooks from configured senders, verified).
+//! `POST /webhooks/inbound/{name}` (webhooks from configured senders, verified)
+//! and `POST /webhooks/livekit` (LiveKit's room events, verified).
 
 use std::sync::OnceLock;
 
@@ -13,6 +14,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::Runtime;
+use crate::error::ApiError;
 
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn prometheus() -> &'static PrometheusHandle {
@@ -44,6 +46,7 @@ pub fn router(rt: Runtime, auth: std::sync::Arc<crate::auth::Authenticator>) -> 
         .route("/metrics", get(metrics_text))
         .route("/webhooks/twilio/status", post(twilio_status))
         .route("/webhooks/inbound/{name}", post(inbound))
+        .route("/webhooks/livekit", post(livekit_webhook))
         .with_state(rt)
         .merge(chat)
 }
@@ -151,4 +154,66 @@ async fn inbound(
     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let _ = rt.inbound_sender().send(InboundWebhook { source: name, id, body, received_at_ms: huddle_core::now_ms() });
     (StatusCode::ACCEPTED, "accepted\n".into())
+}
+
+/// `POST /webhooks/livekit`: LiveKit's webhook, verified with the configured
+/// API key pair (401 when the signature or body hash does not verify, 404 when
+/// LiveKit is not configured) and applied to the bound room. A transient
+/// failure answers 503 so that LiveKit retries; events for rooms huddle does
+/// not know answer 200.
+async fn livekit_webhook(
+    State(rt): State<Runtime>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, String) {
+    let Some(lk) = rt.livekit() else {
+        return (StatusCode::NOT_FOUND, "LiveKit is not configured on this node\n".into());
+    };
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return (StatusCode::BAD_REQUEST, "the body is not UTF-8\n".into());
+    };
+    let auth = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let event = match lk.verify_webhook(body, auth) {
+        Ok(ev) => ev,
+        Err(e) => {
+            use livekit_api::webhooks::WebhookError;
+            if let WebhookError::InvalidData(e) = &e {
+                tracing::warn!(error = %e, "signed LiveKit webhook with a body that is not a WebhookEvent");
+                return (StatusCode::BAD_REQUEST, format!("not a LiveKit webhook event: {e}\n"));
+            }
+            tracing::warn!(error = %e, "LiveKit webhook refused");
+            metrics::counter!("huddle_livekit_webhooks_refused_total").increment(1);
+            return (StatusCode::UNAUTHORIZED, format!("{e}\n"));
+        }
+    };
+    let (kind, id) = (event.event.clone(), event.id.clone());
+    match crate::livekit::apply_webhook(&rt, event).await {
+        Ok(applied) => {
+            metrics::counter!("huddle_livekit_webhooks_total", "event" => kind.clone()).increment(1);
+            match applied {
+                crate::livekit::Applied::Done(what) => {
+                    tracing::info!(event = %kind, id = %id, "{what}");
+                    (StatusCode::OK, format!("{what}\n"))
+                }
+                crate::livekit::Applied::Ignored(why) => {
+                    tracing::debug!(event = %kind, id = %id, "LiveKit webhook ignored: {why}");
+                    (StatusCode::OK, format!("ignored: {why}\n"))
+                }
+            }
+        }
+        Err(
+            e @ (ApiError::Unavailable(_)
+            | ApiError::Aborted(_)
+            | ApiError::DeadlineExceeded(_)
+            | ApiError::Internal(_)),
+        ) => {
+            tracing::warn!(event = %kind, id = %id, error = %e, "LiveKit webhook not applied yet: LiveKit will retry");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
+        }
+        Err(e) => {
+            // Retrying would not help (a full room, an unknown participant, ...).
+            tracing::warn!(event = %kind, id = %id, error = %e, "LiveKit webhook could not be applied");
+            (StatusCode::OK, format!("not applied: {e}\n"))
+        }
+    }
 }

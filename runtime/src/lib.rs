@@ -12,6 +12,7 @@
 //! - [`auth`]: API keys and scopes
 //! - [`grpc`]: the tonic services (a thin adapter over [`Api`])
 //! - [`http`]: `/healthz`, Prometheus `/metrics`, the Twilio status callback, chat WebSockets
+//! - [`livekit`]: LiveKit tokens and webhooks for rooms bound to LiveKit rooms
 //! - `chat`: `GET /chat/ws`, chat messages streamed to subscribers
 //! - [`server`]: binding listeners, serving, graceful shutdown
 //! - `root`: the root supervisor actor
@@ -70,19 +71,22 @@ mod error;
 pub mod grpc;
 pub mod http;
 mod knowledge;
+pub mod livekit;
 pub(crate) mod notify;
 mod root;
 pub mod server;
 mod speech;
 
-pub use api::{Api, DocumentUpload, RoomDetails, SearchRequest, WatchItem};
+pub use api::{Api, DocumentUpload, LiveKitAccess, RoomDetails, SearchRequest, WatchItem};
 pub use auth::Scope;
 pub use config::{
-    Config, ConfigError, InboundConfig, KnowledgeConfig, NotifyConfig, RoomNotifyConfig, RoomsConfig, SmtpConfig,
-    SpeechConfig, TwilioConfig,
+    Config, ConfigError, InboundConfig, KnowledgeConfig, LiveKitConfig, NotifyConfig, RoomNotifyConfig, RoomsConfig,
+    SmtpConfig, SpeechConfig, TwilioConfig,
 };
 pub use error::{ApiError, RuntimeError};
 pub use http::InboundWebhook;
+/// Durations as the configuration writes them: `500ms`, `5s`, `5m`, `6h`, `2d`.
+pub use huddle_actors::notify::schedule::parse_duration;
 pub use knowledge::SearchHit;
 pub use notify::{NewEndpoint, SendRequest, Sent};
 pub use speech::{AudioStream, MAX_AUDIO_CHUNK_BYTES};
@@ -103,6 +107,7 @@ pub(crate) struct Inner {
     speech: speech::Speech,
     knowledge: Arc<knowledge::Knowledge>,
     notify: NotifyConfig,
+    livekit: Option<Arc<livekit::LiveKit>>,
     endpoint_cache: huddle_actors::notify::webhook::EndpointCache,
     enqueuer: notify::Enqueuer,
     chat: chat::ChatHub,
@@ -120,6 +125,7 @@ pub struct RuntimeBuilder {
     speech: SpeechConfig,
     knowledge: KnowledgeConfig,
     notify: NotifyConfig,
+    livekit: LiveKitConfig,
     request_timeout: Duration,
 }
 
@@ -132,6 +138,7 @@ impl Runtime {
             speech: SpeechConfig::default(),
             knowledge: KnowledgeConfig::default(),
             notify: NotifyConfig::default(),
+            livekit: LiveKitConfig::default(),
             request_timeout: Duration::from_millis(config::ServerConfig::default().request_timeout_ms),
         }
     }
@@ -182,6 +189,11 @@ impl Runtime {
     /// audio stream (fetching the model first if it is missing and allowed).
     pub async fn warm_up_speech(&self) -> Result<huddle_actors::WhisperPool, ApiError> {
         self.inner.speech.pool().await
+    }
+
+    /// LiveKit, when `livekit` is configured.
+    pub fn livekit(&self) -> Option<&livekit::LiveKit> {
+        self.inner.livekit.as_deref()
     }
 
     pub(crate) fn notify_config(&self) -> &NotifyConfig {
@@ -276,6 +288,12 @@ impl RuntimeBuilder {
     }
 
     /// Notification settings (outbox, retries, channels).
+    /// LiveKit: URL, API key and secret (off when unset).
+    pub fn livekit(mut self, livekit: LiveKitConfig) -> Self {
+        self.livekit = livekit;
+        self
+    }
+
     pub fn notify(mut self, notify: NotifyConfig) -> Self {
         self.notify = notify;
         self
@@ -350,6 +368,7 @@ impl RuntimeBuilder {
                 speech: speech::Speech::new(self.speech, Some(listener)),
                 knowledge,
                 notify: self.notify,
+                livekit: livekit::LiveKit::from_config(&self.livekit).map(Arc::new),
                 endpoint_cache,
                 enqueuer,
                 chat: chat::ChatHub::default(),

@@ -79,6 +79,7 @@ impl Server {
             .speech(config.speech.clone())
             .knowledge(config.knowledge.clone())
             .notify(config.notify.clone())
+            .livekit(config.livekit.clone())
             .request_timeout(Duration::from_millis(config.server.request_timeout_ms))
             .build()
             .await?;

@@ -94,6 +94,7 @@ mod tests {
             ended_at_ms: None,
             cancel_reason: None,
             event_seq,
+            livekit_room: None,
         }
     }
 

@@ -201,6 +201,13 @@ pub trait RoomStore: Send + Sync {
     async fn list_events(&self, room_id: &str, after_seq: u64, limit: u32) -> Result<Vec<RoomEvent>>;
     /// Ids of rooms that are SCHEDULED or ACTIVE (used at start-up).
     async fn list_open_room_ids(&self) -> Result<Vec<String>>;
+    /// The room bound to LiveKit room `name`: the one that is not over, else
+    /// the latest created; NotFound when none is.
+    async fn find_livekit_room(&self, name: &str) -> Result<Room>;
+    /// Records a recording; a repeated egress id updates its row.
+    async fn upsert_recording(&self, recording: &huddle_core::Recording) -> Result<()>;
+    /// A room's recordings, oldest first.
+    async fn list_recordings(&self, room_id: &str) -> Result<Vec<huddle_core::Recording>>;
     /// One page of a room's transcript segments, oldest first.
     async fn list_transcript(&self, room_id: &str, page: PageRequest) -> Result<Page<TranscriptSegment>>;
 }

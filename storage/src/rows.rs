@@ -105,6 +105,7 @@ pub(crate) struct RoomRow {
     pub ended_at_ms: Option<Millis>,
     pub cancel_reason: Option<String>,
     pub event_seq: i64,
+    pub livekit_room: Option<String>,
 }
 
 impl TryFrom<RoomRow> for Room {
@@ -125,6 +126,36 @@ impl TryFrom<RoomRow> for Room {
             started_at_ms: row.started_at_ms,
             ended_at_ms: row.ended_at_ms,
             cancel_reason: row.cancel_reason,
+            livekit_room: row.livekit_room,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RecordingRow {
+    pub egress_id: String,
+    pub room_id: String,
+    pub status: String,
+    pub locations: String,
+    pub started_at_ms: Option<Millis>,
+    pub ended_at_ms: Option<Millis>,
+    pub error: Option<String>,
+    pub recorded_at_ms: Millis,
+}
+
+impl TryFrom<RecordingRow> for huddle_core::Recording {
+    type Error = StorageError;
+
+    fn try_from(row: RecordingRow) -> Result<huddle_core::Recording> {
+        Ok(huddle_core::Recording {
+            locations: serde_json::from_str(&row.locations).map_err(|e| corrupt("recordings.locations", e))?,
+            egress_id: row.egress_id,
+            room_id: row.room_id,
+            status: row.status,
+            started_at_ms: row.started_at_ms,
+            ended_at_ms: row.ended_at_ms,
+            error: row.error,
+            recorded_at_ms: row.recorded_at_ms,
         })
     }
 }
@@ -347,6 +378,7 @@ mod tests {
             ended_at_ms: None,
             cancel_reason: None,
             event_seq,
+            livekit_room: None,
         }
     }
 

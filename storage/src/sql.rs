@@ -5,8 +5,8 @@
 //! Statements use `$N` placeholders, which SQLite accepts too.
 
 use huddle_core::{
-    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomStatus, TranscriptSegment,
-    now_ms,
+    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Recording, Room, RoomEvent, RoomStatus,
+    TranscriptSegment, now_ms,
 };
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use tracing::debug;
@@ -296,8 +296,8 @@ where
         let inserted = sqlx::query(
             "INSERT INTO rooms (id, entity_id, department_id, title, custom_instructions, status, \
              max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
-             cancel_reason, event_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             cancel_reason, event_seq, livekit_room) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&room.id)
         .bind(&room.entity_id)
@@ -312,11 +312,22 @@ where
         .bind(room.ended_at_ms)
         .bind(&room.cancel_reason)
         .bind(seq_to_db(room.event_seq)?)
+        .bind(&room.livekit_room)
         .execute(&mut *tx)
         .await;
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
+                // The transaction is aborted (Postgres): ask outside it.
+                drop(tx);
+                if let Some(name) = &room.livekit_room
+                    && self.open_room_for_livekit(name).await?.is_some()
+                {
+                    return Err(StorageError::AlreadyExists {
+                        what: "open room for LiveKit room",
+                        value: name.clone(),
+                    });
+                }
                 return Err(StorageError::AlreadyExists { what: "room", value: room.id });
             }
             Err(e) => return Err(e.into()),
@@ -327,15 +338,10 @@ where
     }
 
     pub async fn get_room(&self, id: &str) -> Result<Room> {
-        let row: Option<RoomRow> = sqlx::query_as(
-            "SELECT id, entity_id, department_id, title, custom_instructions, status, \
-             max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
-             cancel_reason, event_seq \
-             FROM rooms WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<RoomRow> = sqlx::query_as(&format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.ok_or_else(|| not_found("room", id))?.try_into()
     }
 
@@ -454,6 +460,71 @@ where
         convert(rows)
     }
 
+    async fn open_room_for_livekit(&self, name: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM rooms WHERE livekit_room = $1 AND status IN ($2, $3)")
+            .bind(name)
+            .bind(RoomStatus::Scheduled.as_str())
+            .bind(RoomStatus::Active.as_str())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The room bound to LiveKit room `name`: the one that is not over, else the
+    /// latest created.
+    pub async fn find_livekit_room(&self, name: &str) -> Result<Room> {
+        let row: Option<RoomRow> = sqlx::query_as(&format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms WHERE livekit_room = $1 \
+             ORDER BY CASE WHEN status IN ($2, $3) THEN 0 ELSE 1 END, created_at_ms DESC, id DESC LIMIT 1"
+        ))
+        .bind(name)
+        .bind(RoomStatus::Scheduled.as_str())
+        .bind(RoomStatus::Active.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| not_found("LiveKit room", name))?.try_into()
+    }
+
+    /// Records a recording; a repeated egress id updates its row.
+    pub async fn upsert_recording(&self, rec: &Recording) -> Result<()> {
+        let locations = serde_json::to_string(&rec.locations).expect("strings serialise");
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "INSERT INTO recordings (egress_id, room_id, status, locations, started_at_ms, ended_at_ms, error, \
+             recorded_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (egress_id) DO UPDATE SET status = excluded.status, locations = excluded.locations, \
+             started_at_ms = excluded.started_at_ms, ended_at_ms = excluded.ended_at_ms, error = excluded.error, \
+             recorded_at_ms = excluded.recorded_at_ms",
+        )
+        .bind(&rec.egress_id)
+        .bind(&rec.room_id)
+        .bind(&rec.status)
+        .bind(locations)
+        .bind(rec.started_at_ms)
+        .bind(rec.ended_at_ms)
+        .bind(&rec.error)
+        .bind(rec.recorded_at_ms)
+        .execute(&mut *tx)
+        .await;
+        match done {
+            Ok(_) => {}
+            Err(e) if is_foreign_key_violation(&e) => return Err(not_found("room", &rec.room_id)),
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_recordings(&self, room_id: &str) -> Result<Vec<Recording>> {
+        let rows: Vec<rows::RecordingRow> = sqlx::query_as(
+            "SELECT egress_id, room_id, status, locations, started_at_ms, ended_at_ms, error, recorded_at_ms \
+             FROM recordings WHERE room_id = $1 ORDER BY recorded_at_ms, egress_id",
+        )
+        .bind(room_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Recording::try_from).collect()
+    }
+
     pub async fn list_open_room_ids(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT id FROM rooms WHERE status IN ($1, $2) ORDER BY created_at_ms, id")
             .bind(RoomStatus::Scheduled.as_str())
@@ -540,6 +611,11 @@ enum Arg {
     Int(i64),
 }
 
+/// The columns of a [`RoomRow`].
+const ROOM_COLUMNS: &str = "id, entity_id, department_id, title, custom_instructions, status, \
+     max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
+     cancel_reason, event_seq, livekit_room";
+
 /// The `SELECT` of one page of rooms that match `filter`, newest first
 /// (`(created_at_ms, id)` descending) after `cursor`, and its arguments.
 /// Only the conditions that apply are in the SQL, so indexes stay usable.
@@ -568,12 +644,7 @@ fn rooms_query(filter: RoomFilter, cursor: Option<Cursor>, size: u32) -> (String
     }
     let limit = arg(Arg::Int(page::fetch_limit(size)));
     let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
-    let sql = format!(
-        "SELECT id, entity_id, department_id, title, custom_instructions, status, \
-         max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
-         cancel_reason, event_seq \
-         FROM rooms{filter} ORDER BY created_at_ms DESC, id DESC LIMIT {limit}"
-    );
+    let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms{filter} ORDER BY created_at_ms DESC, id DESC LIMIT {limit}");
     (sql, args)
 }
 
@@ -645,6 +716,15 @@ macro_rules! forward_store_traits {
             }
             async fn list_open_room_ids(&self) -> Result<Vec<String>> {
                 self.sql.list_open_room_ids().await
+            }
+            async fn find_livekit_room(&self, name: &str) -> Result<Room> {
+                self.sql.find_livekit_room(name).await
+            }
+            async fn upsert_recording(&self, rec: &huddle_core::Recording) -> Result<()> {
+                self.sql.upsert_recording(rec).await
+            }
+            async fn list_recordings(&self, room_id: &str) -> Result<Vec<huddle_core::Recording>> {
+                self.sql.list_recordings(room_id).await
             }
         }
 

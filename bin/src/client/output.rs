@@ -141,6 +141,8 @@ pub fn participant_json(p: &v1::Participant) -> Value {
         "joined_at": json_ts(p.joined_at.as_ref()),
         "left_at": json_ts(p.left_at.as_ref()),
         "duration_ms": p.duration_ms,
+        "livekit_token": p.livekit_token,
+        "livekit_url": p.livekit_url,
     })
 }
 
@@ -161,7 +163,34 @@ pub fn room_json(r: &v1::Room) -> Value {
         "cancel_reason": r.cancel_reason,
         "participants": r.participants.iter().map(participant_json).collect::<Vec<_>>(),
         "event_seq": r.event_seq,
+        "livekit_room": r.livekit_room,
     })
+}
+
+pub fn recording_json(r: &v1::Recording) -> Value {
+    json!({
+        "egress_id": r.egress_id,
+        "room_id": r.room_id,
+        "status": r.status,
+        "locations": r.locations,
+        "started_at": json_ts(r.started_at.as_ref()),
+        "ended_at": json_ts(r.ended_at.as_ref()),
+        "error": r.error,
+    })
+}
+
+pub fn recordings_table(recordings: &[v1::Recording]) -> String {
+    let mut t = Table::new(&["EGRESS", "STATUS", "STARTED", "ENDED", "LOCATIONS"]);
+    for r in recordings {
+        t.row(vec![
+            r.egress_id.clone(),
+            r.status.clone(),
+            human_ts(r.started_at.as_ref()),
+            human_ts(r.ended_at.as_ref()),
+            or_dash(&r.locations.join(" ")),
+        ]);
+    }
+    t.render()
 }
 
 /// The event's `data_json` becomes a nested `data` value (kept as a string
@@ -323,7 +352,11 @@ pub fn participant_text(p: &v1::Participant) -> String {
         ("joined_at", human_ts(p.joined_at.as_ref())),
         ("left_at", human_ts(p.left_at.as_ref())),
         ("duration", human_duration(p.duration_ms)),
-    ])
+    ]) + &if p.livekit_token.is_empty() {
+        String::new()
+    } else {
+        fields(&[("livekit_url", p.livekit_url.clone()), ("livekit_token", p.livekit_token.clone())])
+    }
 }
 
 pub fn participants_table(participants: &[v1::Participant]) -> String {
@@ -351,6 +384,7 @@ pub fn room_text(r: &v1::Room) -> String {
         ("status", room_status_name(r.status)),
         ("entity_id", r.entity_id.clone()),
         ("department_id", or_dash(&r.department_id)),
+        ("livekit_room", or_dash(&r.livekit_room)),
         ("max_participants", max),
         ("created_at", human_ts(r.created_at.as_ref())),
         ("scheduled_for", human_ts(r.scheduled_for.as_ref())),

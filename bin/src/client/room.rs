@@ -72,6 +72,11 @@ pub enum RoomCommand {
         /// Participant cap for this room, never above the entity's [default: the entity's].
         #[arg(long, value_name = "N")]
         max_participants: Option<u32>,
+        /// Bind the room to the LiveKit room of this name: JoinRoom then returns
+        /// LiveKit tokens, and LiveKit's webhooks keep the room in step. Needs
+        /// LiveKit configured on the server.
+        #[arg(long, value_name = "NAME")]
+        livekit_room: Option<String>,
     },
     /// List rooms, newest first.
     List {
@@ -174,6 +179,11 @@ pub enum RoomCommand {
         #[arg(long, default_value_t = 100, value_name = "MS", value_parser = clap::value_parser!(u32).range(10..=5000))]
         chunk_ms: u32,
     },
+    /// List a LiveKit-backed room's recordings (from LiveKit egress webhooks).
+    Recordings {
+        /// The room's id.
+        id: String,
+    },
     /// Print a room's transcript, oldest first.
     Transcript {
         /// The room's id.
@@ -211,7 +221,7 @@ fn print_participant(out: Out, p: &v1::Participant) -> anyhow::Result<()> {
 pub async fn run(c: &mut Client, cmd: RoomCommand) -> anyhow::Result<()> {
     let out = c.out;
     match cmd {
-        RoomCommand::Create { entity_id, title, department_id, instructions, max_participants } => {
+        RoomCommand::Create { entity_id, title, department_id, instructions, max_participants, livekit_room } => {
             let req = v1::CreateRoomRequest {
                 entity_id,
                 department_id: department_id.unwrap_or_default(),
@@ -219,12 +229,24 @@ pub async fn run(c: &mut Client, cmd: RoomCommand) -> anyhow::Result<()> {
                 custom_instructions: instructions.unwrap_or_default(),
                 max_participants: max_participants.unwrap_or_default(),
                 scheduled_for: None,
+                livekit_room: livekit_room.unwrap_or_default(),
             };
             let r = c.rooms.create_room(req).await?.into_inner();
             print_room(out, &r)
         }
         RoomCommand::List { entity_id, status, page_size, page_token, all } => {
             list(c, entity_id, status, page_size, page_token, all).await
+        }
+        RoomCommand::Recordings { id } => {
+            let r = c.rooms.list_recordings(v1::ListRecordingsRequest { room_id: id }).await?.into_inner();
+            if out.is_json() {
+                for rec in &r.recordings {
+                    out.json_line(&output::recording_json(rec))?;
+                }
+            } else {
+                out.text(&output::recordings_table(&r.recordings))?;
+            }
+            Ok(())
         }
         RoomCommand::Get { id } => {
             let r = c.rooms.get_room(v1::GetRoomRequest { id }).await?.into_inner();

@@ -392,6 +392,9 @@ pub fn venv_python(venv_name: &str, packages: &[&str], imports: &str) -> PathBuf
     {
         return p;
     }
+    // tests run on threads: one of them creates a venv while the others wait
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = CREATING.lock().unwrap_or_else(|e| e.into_inner());
     let venv = target_dir().join(venv_name);
     let py = venv.join("bin").join("python");
     if has_imports(&py, imports) {

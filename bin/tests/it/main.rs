@@ -17,6 +17,7 @@ mod common;
 mod demo;
 mod durability;
 mod foreign;
+mod livekit;
 mod serve;
 mod transcribe;
 mod webhooks;

@@ -31,6 +31,7 @@ impl Rooms for RoomsService {
             custom_instructions: r.custom_instructions,
             max_participants: r.max_participants,
             scheduled_for_ms: r.scheduled_for.as_ref().map(ms),
+            livekit_room: non_empty(r.livekit_room),
         };
         Ok(Response::new(room_reply(api.create_room(new).await?)))
     }
@@ -93,8 +94,19 @@ impl Rooms for RoomsService {
             phone: non_empty(r.phone),
             identity: r.identity,
         };
-        let p = api.join_room(&r.room_id, new).await?;
-        Ok(Response::new(conv::participant(p, now_ms())))
+        let (p, access) = api.join_room_with_access(&r.room_id, new).await?;
+        let mut reply = conv::participant(p, now_ms());
+        if let Some(a) = access {
+            reply.livekit_token = a.token;
+            reply.livekit_url = a.url;
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn list_recordings(&self, req: Request<v1::ListRecordingsRequest>) -> Reply<v1::ListRecordingsResponse> {
+        let api = self.0.api(&req).await?;
+        let recordings = api.list_recordings(&req.into_inner().room_id).await?;
+        Ok(Response::new(v1::ListRecordingsResponse { recordings: recordings.into_iter().map(Into::into).collect() }))
     }
 
     async fn leave_room(&self, req: Request<v1::LeaveRoomRequest>) -> Reply<v1::Participant> {

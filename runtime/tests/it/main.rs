@@ -7,6 +7,7 @@ mod common;
 mod dead_database;
 mod grpc;
 mod knowledge;
+mod livekit;
 mod notify;
 mod rooms;
 mod sms;

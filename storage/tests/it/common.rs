@@ -183,6 +183,7 @@ pub fn room(entity_id: &str, id: &str, created_at_ms: i64) -> Room {
         ended_at_ms: None,
         cancel_reason: None,
         event_seq: 1,
+        livekit_room: None,
     }
 }
 

@@ -65,4 +65,5 @@ conformance!(
     outbox_enqueue_claim_record,
     outbox_concurrent_claims_never_overlap,
     webhook_endpoints_and_rotation,
+    livekit_rooms_and_recordings,
 );

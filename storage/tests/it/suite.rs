@@ -1051,3 +1051,60 @@ pub async fn webhook_endpoints_and_rotation(db: &TestDb) {
     assert_err!(store.disable_endpoint("nope", "x").await, StorageError::NotFound { .. });
     assert_err!(store.rotate_endpoint_secret("nope", "x", 1).await, StorageError::NotFound { .. });
 }
+
+pub async fn livekit_rooms_and_recordings(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let mut first = room(&acme.id, "lk1", 1_000);
+    first.livekit_room = Some("standup".into());
+    let first = create_room(store, first).await;
+    assert_eq!(store.get_room("lk1").await.unwrap().livekit_room.as_deref(), Some("standup"));
+    assert_eq!(store.find_livekit_room("standup").await.unwrap().id, "lk1");
+    assert_err!(store.find_livekit_room("other").await, StorageError::NotFound { .. });
+
+    // one open room per LiveKit room name
+    let mut clash = room(&acme.id, "lk2", 2_000);
+    clash.livekit_room = Some("standup".into());
+    assert_err!(
+        store.create_room(clash.clone(), vec![event("lk2", 1, "created", 2_000)]).await,
+        StorageError::AlreadyExists { what: "open room for LiveKit room", .. }
+    );
+    assert_err!(store.get_room("lk2").await, StorageError::NotFound { .. });
+
+    // once the first is over the name is free, and the open room wins lookups
+    let done = change(
+        &first,
+        |room| {
+            room.status = RoomStatus::Cancelled;
+            room.cancel_reason = Some("moved".into());
+        },
+        vec![],
+        &["cancelled"],
+    );
+    store.commit_room_change(done).await.unwrap();
+    assert_eq!(store.find_livekit_room("standup").await.unwrap().id, "lk1");
+    store.create_room(clash, vec![event("lk2", 1, "created", 2_000)]).await.unwrap();
+    assert_eq!(store.find_livekit_room("standup").await.unwrap().id, "lk2");
+
+    // recordings: a repeated egress id updates its row
+    let mut rec = huddle_core::Recording {
+        egress_id: "EG_1".into(),
+        room_id: "lk1".into(),
+        status: "EGRESS_ACTIVE".into(),
+        locations: vec![],
+        started_at_ms: Some(1_500),
+        ended_at_ms: None,
+        error: None,
+        recorded_at_ms: 1_600,
+    };
+    store.upsert_recording(&rec).await.unwrap();
+    rec.status = "EGRESS_COMPLETE".into();
+    rec.locations = vec!["s3://bucket/a.mp4".into(), "https://cdn/a.m3u8".into()];
+    rec.ended_at_ms = Some(1_900);
+    rec.recorded_at_ms = 1_950;
+    store.upsert_recording(&rec).await.unwrap();
+    assert_eq!(store.list_recordings("lk1").await.unwrap(), vec![rec.clone()]);
+    assert!(store.list_recordings("lk2").await.unwrap().is_empty());
+    let orphan = huddle_core::Recording { egress_id: "EG_2".into(), room_id: "nope".into(), ..rec };
+    assert_err!(store.upsert_recording(&orphan).await, StorageError::NotFound { .. });
+}

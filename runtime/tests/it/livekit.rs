@@ -1,0 +1,293 @@
+//! LiveKit: rooms bound to LiveKit rooms. Webhooks are signed the way a
+//! LiveKit server signs them (an HS256 JWT from the API key pair whose
+//! `sha256` claim is the body's SHA-256, made here with livekit-api's
+//! AccessToken) and posted to a real node's `POST /webhooks/livekit`; their
+//! bodies are the JSON a LiveKit server sends. Participant tokens from
+//! JoinRoom are checked with livekit-api's TokenVerifier.
+
+use base64::Engine;
+use huddle_core::{NewRoom, ParticipantKind, RoomStatus};
+use huddle_runtime::server::Server;
+use huddle_runtime::{ApiError, Config, LiveKitConfig, Runtime};
+use livekit_api::access_token::{AccessToken, TokenVerifier};
+use sha2::Digest;
+use tokio_util::sync::CancellationToken;
+
+const KEY: &str = "APIhuddletest";
+const SECRET: &str = "livekit-test-secret-0123456789abcdef";
+
+struct Node {
+    rt: Runtime,
+    http: std::net::SocketAddr,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn node(livekit: bool) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.http = "127.0.0.1:0".parse().unwrap();
+    config.database.url = format!("sqlite://{}", dir.path().join("lk.db").display());
+    if livekit {
+        config.livekit = LiveKitConfig {
+            url: Some("http://livekit.test:7880".into()),
+            api_key: Some(KEY.into()),
+            api_secret: Some(SECRET.into()),
+            ..Default::default()
+        };
+    }
+    let server = Server::bind(config).await.unwrap();
+    let http = server.http_addr();
+    let rt = server.runtime().clone();
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move { server.run(stop).await.unwrap() }
+    });
+    Node { rt, http, stop, _dir: dir }
+}
+
+/// The `Authorization` value a LiveKit server sends with `body`.
+fn signature(body: &str, key: &str, secret: &str) -> String {
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body.as_bytes()));
+    AccessToken::with_api_key(key, secret).with_sha256(&hash).to_jwt().unwrap()
+}
+
+async fn post(http: std::net::SocketAddr, body: &str, authorization: Option<String>) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{http}/webhooks/livekit"))
+        .header("content-type", "application/webhook+json")
+        .body(body.to_string());
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn deliver(http: std::net::SocketAddr, body: &str) -> (u16, String) {
+    post(http, body, Some(signature(body, KEY, SECRET))).await
+}
+
+fn room_event(event: &str, room: &str, id: &str) -> String {
+    format!(
+        r#"{{"event":"{event}","room":{{"sid":"RM_{room}","name":"{room}","emptyTimeout":300,"creationTime":"1764480000"}},"id":"{id}","createdAt":"1764480000"}}"#
+    )
+}
+
+fn participant_event(event: &str, room: &str, identity: &str, name: &str, kind: &str, id: &str) -> String {
+    format!(
+        r#"{{"event":"{event}","room":{{"sid":"RM_{room}","name":"{room}"}},"participant":{{"sid":"PA_{identity}","identity":"{identity}","name":"{name}","state":"ACTIVE","kind":"{kind}","joinedAt":"1764480001"}},"id":"{id}","createdAt":"1764480001"}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_webhooks_keep_the_bound_room_in_step() {
+    let n = node(true).await;
+    let api = n.rt.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let room = api
+        .create_room(NewRoom {
+            entity_id: acme.id.clone(),
+            title: "Standup".into(),
+            livekit_room: Some("standup-42".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = room.view.room.id.clone();
+    assert_eq!(room.view.room.livekit_room.as_deref(), Some("standup-42"));
+
+    // room_started -> ACTIVE; a redelivery changes nothing
+    let started = room_event("room_started", "standup-42", "EV_1");
+    let (code, text) = deliver(n.http, &started).await;
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(api.get_room(&id).await.unwrap().view.room.status, RoomStatus::Active);
+    let seq = api.get_room(&id).await.unwrap().view.room.event_seq;
+    let (code, text) = deliver(n.http, &started).await;
+    assert_eq!((code, text.starts_with("ignored")), (200, true), "{text}");
+    assert_eq!(api.get_room(&id).await.unwrap().view.room.event_seq, seq);
+
+    // participants join (the agent as an agent, the egress recorder not at all)
+    for (who, name, kind, ev) in
+        [("ada", "Ada", "STANDARD", "EV_2"), ("huddle-agent", "", "AGENT", "EV_3"), ("EG_rec", "", "EGRESS", "EV_4")]
+    {
+        let (code, text) =
+            deliver(n.http, &participant_event("participant_joined", "standup-42", who, name, kind, ev)).await;
+        assert_eq!(code, 200, "{text}");
+    }
+    // a repeated join is idempotent
+    let again = participant_event("participant_joined", "standup-42", "ada", "Ada", "STANDARD", "EV_2");
+    assert_eq!(deliver(n.http, &again).await.0, 200);
+    let got = api.get_room(&id).await.unwrap();
+    let people: Vec<_> =
+        got.view.participants.iter().map(|p| (p.identity.as_str(), p.display_name.as_str(), p.kind)).collect();
+    assert_eq!(
+        people,
+        vec![("ada", "Ada", ParticipantKind::Human), ("huddle-agent", "huddle-agent", ParticipantKind::Agent)]
+    );
+
+    // participant_left -> left
+    let (code, text) =
+        deliver(n.http, &participant_event("participant_left", "standup-42", "ada", "Ada", "STANDARD", "EV_5")).await;
+    assert_eq!(code, 200, "{text}");
+    let ada = api.get_room(&id).await.unwrap().view.participants.into_iter().find(|p| p.identity == "ada").unwrap();
+    assert!(!ada.is_present());
+
+    // room_finished -> COMPLETED, everyone gone
+    let (code, text) = deliver(n.http, &room_event("room_finished", "standup-42", "EV_6")).await;
+    assert_eq!(code, 200, "{text}");
+    let done = api.get_room(&id).await.unwrap();
+    assert_eq!(done.view.room.status, RoomStatus::Completed);
+    assert!(done.view.participants.iter().all(|p| !p.is_present()));
+
+    // egress_ended after the room finished -> a recording; a redelivery updates it
+    let egress = |status: &str| {
+        format!(
+            r#"{{"event":"egress_ended","egressInfo":{{"egressId":"EG_abc","roomId":"RM_standup-42","roomName":"standup-42","status":"{status}","startedAt":"1764480000000000000","endedAt":"1764480060000000000","fileResults":[{{"filename":"standup.mp4","location":"s3://rec/standup.mp4","duration":"60000000000"}}]}},"id":"EV_7","createdAt":"1764480061"}}"#
+        )
+    };
+    let (code, text) = deliver(n.http, &egress("EGRESS_COMPLETE")).await;
+    assert_eq!(code, 200, "{text}");
+    deliver(n.http, &egress("EGRESS_COMPLETE")).await;
+    let recs = api.list_recordings(&id).await.unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].egress_id, "EG_abc");
+    assert_eq!(recs[0].status, "EGRESS_COMPLETE");
+    assert_eq!(recs[0].locations, vec!["s3://rec/standup.mp4".to_string()]);
+    assert_eq!(recs[0].started_at_ms, Some(1_764_480_000_000));
+    assert_eq!(recs[0].ended_at_ms, Some(1_764_480_060_000));
+
+    // the name is free again for a new room; webhooks now go to the new one
+    let next = api
+        .create_room(NewRoom {
+            entity_id: acme.id.clone(),
+            title: "Standup 2".into(),
+            livekit_room: Some("standup-42".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    deliver(n.http, &room_event("room_started", "standup-42", "EV_8")).await;
+    assert_eq!(api.get_room(&next.view.room.id).await.unwrap().view.room.status, RoomStatus::Active);
+    // ... but not while it is open
+    let dup = api
+        .create_room(NewRoom {
+            entity_id: acme.id.clone(),
+            title: "Clash".into(),
+            livekit_room: Some("standup-42".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, ApiError::AlreadyExists { .. }), "{dup}");
+
+    // rooms huddle does not know are acknowledged and ignored
+    let (code, text) = deliver(n.http, &room_event("room_started", "someone-elses", "EV_9")).await;
+    assert_eq!((code, text.contains("no room is bound")), (200, true), "{text}");
+    n.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_webhooks_with_bad_signatures_are_refused() {
+    let n = node(true).await;
+    let api = n.rt.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let room = api
+        .create_room(NewRoom {
+            entity_id: acme.id.clone(),
+            title: "Standup".into(),
+            livekit_room: Some("guarded".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let body = room_event("room_started", "guarded", "EV_1");
+    let other = room_event("room_finished", "guarded", "EV_2");
+    let forged = [
+        None,                                                         // no Authorization
+        Some("Bearer not-a-jwt".to_string()),                         // garbage
+        Some(signature(&body, KEY, "another-secret-00000000000000")), // wrong secret
+        Some(signature(&body, "APIother", SECRET)),                   // wrong key (issuer)
+        Some(signature(&other, KEY, SECRET)),                         // a valid JWT for another body
+    ];
+    for auth in forged {
+        let (code, text) = post(n.http, &body, auth.clone()).await;
+        assert_eq!(code, 401, "{auth:?}: {text}");
+    }
+    assert_eq!(api.get_room(&room.view.room.id).await.unwrap().view.room.status, RoomStatus::Scheduled);
+    // a good signature on a body that is not an event is a client error
+    assert_eq!(deliver(n.http, "{\"event\": 5}").await.0, 400);
+    // with "Bearer " or without, the genuine one applies
+    assert_eq!(post(n.http, &body, Some(format!("Bearer {}", signature(&body, KEY, SECRET)))).await.0, 200);
+    assert_eq!(api.get_room(&room.view.room.id).await.unwrap().view.room.status, RoomStatus::Active);
+    n.stop.cancel();
+
+    // a node without LiveKit has no such endpoint, and refuses LiveKit rooms
+    let bare = node(false).await;
+    assert_eq!(deliver(bare.http, &body).await.0, 404);
+    let acme = crate::common::entity(&bare.rt.admin(), "Acme", None).await;
+    let err = bare
+        .rt
+        .admin()
+        .create_room(NewRoom {
+            entity_id: acme.id,
+            title: "x".into(),
+            livekit_room: Some("r".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::FailedPrecondition(ref m) if m.contains("livekit.url")), "{err}");
+    bare.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_join_returns_a_participant_token() {
+    let n = node(true).await;
+    let api = n.rt.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let bound = api
+        .create_room(NewRoom {
+            entity_id: acme.id.clone(),
+            title: "Standup".into(),
+            livekit_room: Some("daily".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    api.start_room(&bound.view.room.id).await.unwrap();
+    let mut ada = crate::common::human("Ada");
+    ada.identity = "ada@acme".into();
+    let (p, access) = api.join_room_with_access(&bound.view.room.id, ada).await.unwrap();
+    let access = access.expect("a LiveKit-backed room gives LiveKit access");
+    assert_eq!(access.url, "ws://livekit.test:7880");
+    let claims = TokenVerifier::with_api_key(KEY, SECRET).verify(&access.token).unwrap();
+    assert_eq!((claims.sub.as_str(), claims.name.as_str()), ("ada@acme", "Ada"));
+    assert!(claims.video.room_join);
+    assert_eq!(claims.video.room, "daily");
+    assert_eq!((claims.video.can_publish, claims.video.can_subscribe), (Some(true), Some(true)));
+    let ttl = claims.exp - claims.nbf;
+    assert!((6 * 3600 - 5..=6 * 3600 + 5).contains(&ttl), "ttl {ttl}");
+    assert_eq!(p.identity, "ada@acme");
+
+    // a room without LiveKit gives none
+    let plain = crate::common::room(&api, &acme.id).await;
+    api.start_room(&plain.view.room.id).await.unwrap();
+    let (_, none) = api.join_room_with_access(&plain.view.room.id, crate::common::human("Bo")).await.unwrap();
+    assert!(none.is_none());
+
+    // names LiveKit would refuse are refused up front
+    let err = api
+        .create_room(NewRoom {
+            entity_id: acme.id,
+            title: "x".into(),
+            livekit_room: Some("line\nbreak".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::InvalidArgument { field: "livekit_room", .. }), "{err}");
+    n.stop.cancel();
+}
