@@ -378,12 +378,12 @@ impl Inner {
                 if !claims.video.room_join || claims.video.room.is_empty() || claims.sub.is_empty() {
                     return Err((StatusCode::UNAUTHORIZED, "token does not grant room_join".into()));
                 }
-                Ok(Route::Rtc(rtc::RtcJoin {
+                Ok(Route::Rtc(Box::new(rtc::RtcJoin {
                     protocol: query.get("protocol").and_then(|p| p.parse().ok()),
                     sdk: query.get("sdk").cloned(),
                     bearer: via_bearer,
                     claims,
-                }))
+                })))
             }
             "/agent" => {
                 if !claims.video.agent {
@@ -397,7 +397,7 @@ impl Inner {
 }
 
 pub(crate) enum Route {
-    Rtc(rtc::RtcJoin),
+    Rtc(Box<rtc::RtcJoin>),
     Agent,
 }
 
@@ -419,6 +419,8 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 
 async fn serve_connection(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
     let mut route = None;
+    // The callback's signature is tungstenite's.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         match inner.authorize(req) {
             Ok(r) => {
@@ -441,7 +443,7 @@ async fn serve_connection(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr
         }
     };
     match route {
-        Some(Route::Rtc(join)) => rtc::serve(inner, ws, join).await,
+        Some(Route::Rtc(join)) => rtc::serve(inner, ws, *join).await,
         Some(Route::Agent) => agent::serve(inner, ws).await,
         None => {}
     }

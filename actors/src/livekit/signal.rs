@@ -35,7 +35,7 @@ impl Default for SignalOptions {
 }
 
 enum Command {
-    Send(proto::SignalRequest),
+    Send(Box<proto::SignalRequest>),
     Leave(oneshot::Sender<()>),
 }
 
@@ -120,7 +120,7 @@ impl SignalClient {
     /// Sends one request; fails once the connection is closed.
     pub fn send(&self, message: Req) -> Result<()> {
         self.commands_tx
-            .send(Command::Send(proto::SignalRequest { message: Some(message) }))
+            .send(Command::Send(Box::new(proto::SignalRequest { message: Some(message) })))
             .map_err(|_| LiveKitError::Closed)
     }
 

@@ -133,7 +133,7 @@ pub enum WorkerMsg {
     #[doc(hidden)]
     Server {
         conn_id: u64,
-        message: ServerMsg,
+        message: Box<ServerMsg>,
     },
     #[doc(hidden)]
     PingTick,
@@ -159,7 +159,7 @@ pub type ConnTx = mpsc::UnboundedSender<Outbound>;
 
 #[doc(hidden)]
 pub enum Outbound {
-    Send(ClientMsg),
+    Send(Box<ClientMsg>),
     Close,
 }
 
@@ -213,7 +213,7 @@ impl WorkerState {
     fn send(&mut self, message: ClientMsg) {
         match &self.conn {
             Some(conn) => {
-                let _ = conn.tx.send(Outbound::Send(message));
+                let _ = conn.tx.send(Outbound::Send(Box::new(message)));
             }
             None if matches!(message, ClientMsg::UpdateJob(_)) => self.backlog.push(message),
             None => {}
@@ -377,7 +377,7 @@ impl Actor for WorkerActor {
                 if state.conn.as_ref().map(|c| c.id) != Some(conn_id) {
                     return Ok(());
                 }
-                on_server_message(&myself, state, message);
+                on_server_message(&myself, state, *message);
             }
             WorkerMsg::PingTick => {
                 let timeout = state.args.ping_interval * 3;
@@ -627,7 +627,7 @@ async fn run_connection(
         tokio::select! {
             outgoing = rx.recv() => match outgoing {
                 Some(Outbound::Send(message)) => {
-                    let message = proto::WorkerMessage { message: Some(message) };
+                    let message = proto::WorkerMessage { message: Some(*message) };
                     if sink.send(Message::Binary(message.encode_to_vec().into())).await.is_err() {
                         break;
                     }
@@ -640,7 +640,7 @@ async fn run_connection(
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Binary(bytes))) => match proto::ServerMessage::decode(bytes.as_ref()) {
                     Ok(proto::ServerMessage { message: Some(message) }) => {
-                        if actor.cast(WorkerMsg::Server { conn_id, message }).is_err() {
+                        if actor.cast(WorkerMsg::Server { conn_id, message: Box::new(message) }).is_err() {
                             return;
                         }
                     }

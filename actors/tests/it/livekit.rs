@@ -260,7 +260,7 @@ async fn livekit_worker_runs_a_dispatched_job_in_the_room() {
     let agent = server.participants("standup").into_iter().find(|p| p.identity == identity).unwrap();
     assert_eq!(agent.kind, proto::participant_info::Kind::Agent as i32);
     eventually("JS_RUNNING at the server", || async { statuses_of(&server, &job_id) == [JobStatus::JsRunning] }).await;
-    assert_eq!(worker.running_jobs().await, [job_id.clone()]);
+    assert_eq!(worker.running_jobs().await, std::slice::from_ref(&job_id));
 
     assert!(worker.handler.finish(&job_id, Ok(())));
     eventually("JS_SUCCESS at the server", || async { statuses_of(&server, &job_id).len() == 2 }).await;

@@ -21,7 +21,7 @@ use super::{Inner, JobOutcome, JobStatus, JobUpdate, Result, ServerEvent, TestSe
 const REGISTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) enum Outbound {
-    Send(proto::ServerMessage),
+    Send(Box<proto::ServerMessage>),
     /// Drop the socket without a close frame.
     Drop,
 }
@@ -186,7 +186,8 @@ pub(crate) async fn dispatch_job(inner: &Inner, room: &str) -> Result<JobOutcome
         let (answer_tx, answer_rx) = oneshot::channel();
         inner.state().pending.insert(job_id.clone(), answer_tx);
         let request = proto::AvailabilityRequest { job: Some(job.clone()), resuming: false };
-        let _ = tx.send(Outbound::Send(proto::ServerMessage { message: Some(ServerMsg::Availability(request)) }));
+        let _ =
+            tx.send(Outbound::Send(Box::new(proto::ServerMessage { message: Some(ServerMsg::Availability(request)) })));
         let answer = tokio::time::timeout(inner.config.availability_timeout, answer_rx).await;
         inner.state().pending.remove(&job_id);
         let answer = match answer {
@@ -201,7 +202,8 @@ pub(crate) async fn dispatch_job(inner: &Inner, room: &str) -> Result<JobOutcome
         let token = inner.participant_token(room, &identity, &answer.participant_name, true)?;
         inner.state().jobs.insert(job_id.clone(), worker_id.clone());
         let assignment = proto::JobAssignment { job: Some(job), url: Some(inner.url.clone()), token };
-        let _ = tx.send(Outbound::Send(proto::ServerMessage { message: Some(ServerMsg::Assignment(assignment)) }));
+        let _ = tx
+            .send(Outbound::Send(Box::new(proto::ServerMessage { message: Some(ServerMsg::Assignment(assignment)) })));
         debug!(%job_id, %worker_id, %room, "job assigned");
         return Ok(JobOutcome::Accepted { job_id, worker_id, participant_identity: identity });
     }
@@ -214,7 +216,9 @@ pub(crate) fn terminate_job(inner: &Inner, job_id: &str) -> Result<()> {
     let worker_id = state.jobs.get(job_id).ok_or_else(|| TestServerError::UnknownJob(job_id.into()))?;
     let conn = state.worker_conns.get(worker_id).ok_or_else(|| TestServerError::UnknownWorker(worker_id.clone()))?;
     let termination = proto::JobTermination { job_id: job_id.into() };
-    let _ = conn.tx.send(Outbound::Send(proto::ServerMessage { message: Some(ServerMsg::Termination(termination)) }));
+    let _ = conn
+        .tx
+        .send(Outbound::Send(Box::new(proto::ServerMessage { message: Some(ServerMsg::Termination(termination)) })));
     Ok(())
 }
 
