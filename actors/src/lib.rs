@@ -12,6 +12,7 @@
 //! - [`hub`]: per-room broadcast of events to watchers
 //! - [`embedder`]: `EmbedderActor`, dynamic batching in front of the embedding model
 //! - [`knowledge`]: `KnowledgeActor`, one entity's vector index, snapshot and rebuild
+//! - [`livekit`]: LiveKit signalling (`SignalClient`) and the agent `WorkerActor`
 //! - [`transcriber`]: `TranscriberActor`, per-room audio streams -> transcript segments
 //! - [`outbox`]: `OutboxActor`, claims due notifications, records attempts, retries
 //! - [`notifier`]: `NotifierActor`, one per channel, delivers through a [`notify::Deliver`]
@@ -35,6 +36,7 @@
 pub mod embedder;
 pub mod hub;
 pub mod knowledge;
+pub mod livekit;
 pub mod notifier;
 pub mod notify;
 pub mod outbox;

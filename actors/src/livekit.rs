@@ -1,0 +1,116 @@
+//! LiveKit: joining rooms over the signalling protocol and serving as an agent worker.
+//!
+//! The official `livekit` crate does not build here (its webrtc-sys build downloads
+//! libwebrtc), so huddle speaks the protocol itself: binary protobuf frames
+//! (`livekit-protocol`) over a WebSocket, with tokens from `livekit-api`.
+//!
+//! # Layout
+//! - this file: [`LiveKitError`], the [`RoomTransport`] trait and [`RoomSession`]
+//! - [`signal`]: [`signal::SignalClient`], a participant's `/rtc` signalling connection
+//! - [`worker`]: [`worker::WorkerActor`], LiveKit's agent worker protocol (`/agent`)
+//!
+//! Only `ws://` URLs are supported until a TLS feature of `tokio-tungstenite` is enabled.
+
+pub mod signal;
+pub mod worker;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use livekit_protocol as proto;
+use tokio::sync::mpsc;
+
+pub use signal::{SignalClient, SignalOptions, SignalTransport};
+pub use worker::{JobHandler, JobRun, WorkerActor, WorkerArgs, WorkerMsg, WorkerView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveKitError {
+    #[error("invalid LiveKit url {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot connect to LiveKit at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("LiveKit rejected the token (HTTP 401: {message}): check the api key, secret and grants")]
+    Unauthorized { message: String },
+    #[error("LiveKit protocol error: {0}")]
+    Protocol(String),
+    #[error("cannot decode a LiveKit message: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout { after: Duration, what: &'static str },
+    #[error("cannot mint a LiveKit token: {0}")]
+    Token(String),
+    #[error("the LiveKit connection is closed")]
+    Closed,
+    #[error("job failed: {0}")]
+    Job(String),
+}
+
+pub type Result<T, E = LiveKitError> = std::result::Result<T, E>;
+
+/// Joins LiveKit rooms. [`SignalTransport`] speaks the signalling protocol directly; an
+/// adapter over the official `livekit` crate can implement this where that crate builds.
+#[async_trait]
+pub trait RoomTransport: Send + Sync + 'static {
+    async fn join(&self, url: &str, token: &str) -> Result<RoomSession>;
+}
+
+/// A joined room: the server's `JoinResponse`, then every later `SignalResponse`.
+pub struct RoomSession {
+    pub join: proto::JoinResponse,
+    /// Server messages after `join`; ends when the connection closes.
+    pub events: mpsc::UnboundedReceiver<proto::SignalResponse>,
+    control: Box<dyn RoomControl>,
+}
+
+impl RoomSession {
+    pub fn new(
+        join: proto::JoinResponse,
+        events: mpsc::UnboundedReceiver<proto::SignalResponse>,
+        control: Box<dyn RoomControl>,
+    ) -> Self {
+        Self { join, events, control }
+    }
+
+    /// Leaves the room and closes the connection.
+    pub async fn leave(self) -> Result<()> {
+        self.control.leave().await
+    }
+}
+
+/// The transport-specific half of a [`RoomSession`].
+#[async_trait]
+pub trait RoomControl: Send + Sync {
+    async fn leave(self: Box<Self>) -> Result<()>;
+}
+
+/// Milliseconds since the Unix epoch, as LiveKit's ping timestamps use.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// `http(s)://host/path` or `ws(s)://host/path` -> `ws(s)://host/path/{endpoint}`.
+pub(crate) fn endpoint_url(base: &str, endpoint: &str) -> Result<url::Url> {
+    let invalid = |reason: &str| LiveKitError::InvalidUrl { url: base.into(), reason: reason.into() };
+    let mut url = url::Url::parse(base).map_err(|e| invalid(&e.to_string()))?;
+    let scheme = match url.scheme() {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        _ => return Err(invalid("the scheme must be ws, wss, http or https")),
+    };
+    url.set_scheme(scheme).map_err(|_| invalid("cannot change the scheme"))?;
+    let path = format!("{}/{endpoint}", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_urls_keep_the_base_path_and_use_websocket_schemes() {
+        assert_eq!(endpoint_url("http://h:7880", "rtc").unwrap().as_str(), "ws://h:7880/rtc");
+        assert_eq!(endpoint_url("wss://lk.example/base/", "agent").unwrap().as_str(), "wss://lk.example/base/agent");
+        assert!(matches!(endpoint_url("ftp://h", "rtc"), Err(LiveKitError::InvalidUrl { .. })));
+    }
+}

@@ -1,0 +1,454 @@
+//! [`LiveKitTestServer`]: a test double of a LiveKit server's signalling and agent endpoints,
+//! following livekit_rtc.proto and livekit_agent.proto; no media.
+//!
+//! No LiveKit server can be installed on this machine, so tests talk to this double over real
+//! loopback WebSockets carrying binary protobuf frames (`livekit-protocol`), and tokens are
+//! real JWTs checked with `livekit-api`'s `TokenVerifier`.
+//!
+//! # Layout
+//! - this file: the server handle, the accept loop, authorisation and routing, shared state
+//! - [`rtc`]: `/rtc`, one participant's signalling connection (join, updates, leave, pings)
+//! - [`agent`]: `/agent`, one agent worker's connection, and job dispatch
+//!
+//! A media peer (ICE-lite, Opus) belongs next to `rtc`: it would answer the `offer`/`trickle`
+//! requests that [`rtc`] currently only records.
+
+mod agent;
+mod rtc;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use livekit_api::access_token::{AccessToken, TokenVerifier, VideoGrants};
+use livekit_protocol as proto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tracing::{debug, warn};
+
+pub use proto::JobStatus;
+
+/// Errors of the test server.
+#[derive(Debug, thiserror::Error)]
+pub enum TestServerError {
+    #[error("cannot bind the LiveKit test server on 127.0.0.1: {0}")]
+    Bind(#[from] std::io::Error),
+    #[error("api key and secret must not be empty")]
+    InvalidKeys,
+    #[error("cannot mint a token: {0}")]
+    Token(String),
+    #[error("no agent worker is registered: start a worker before dispatching jobs")]
+    NoWorkers,
+    #[error("no job {0} is known to the server")]
+    UnknownJob(String),
+    #[error("no connected worker {0}")]
+    UnknownWorker(String),
+}
+
+pub type Result<T, E = TestServerError> = std::result::Result<T, E>;
+
+/// Knobs of the test server; the defaults suit most tests.
+#[derive(Clone, Debug)]
+pub struct TestServerConfig {
+    pub api_key: String,
+    pub api_secret: String,
+    /// `JoinResponse.ping_interval`, seconds.
+    pub ping_interval_secs: i32,
+    /// `JoinResponse.ping_timeout`, seconds.
+    pub ping_timeout_secs: i32,
+    /// How long `dispatch_job` waits for a worker's `AvailabilityResponse`.
+    pub availability_timeout: Duration,
+}
+
+impl TestServerConfig {
+    pub fn new(api_key: &str, api_secret: &str) -> Self {
+        Self {
+            api_key: api_key.into(),
+            api_secret: api_secret.into(),
+            ping_interval_secs: 5,
+            ping_timeout_secs: 15,
+            availability_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the server saw when a participant connected to `/rtc`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JoinRecord {
+    pub room: String,
+    pub identity: String,
+    pub sid: String,
+    /// The `protocol=` query parameter, if any.
+    pub protocol: Option<i32>,
+    /// The `sdk=` query parameter, if any.
+    pub sdk: Option<String>,
+    /// True when the token came in `Authorization: Bearer`, false for `access_token=`.
+    pub bearer: bool,
+}
+
+/// One agent worker registration (a reconnecting worker registers again, with a new id).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerInfo {
+    pub worker_id: String,
+    pub register: proto::RegisterWorkerRequest,
+    pub connected: bool,
+    /// Every `UpdateWorkerStatus` received, oldest first.
+    pub statuses: Vec<proto::UpdateWorkerStatus>,
+    /// Number of `WorkerPing`s answered.
+    pub pings: u64,
+}
+
+/// One `UpdateJobStatus` as the server recorded it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobUpdate {
+    pub worker_id: String,
+    pub job_id: String,
+    pub status: JobStatus,
+    pub error: String,
+}
+
+/// The result of [`LiveKitTestServer::dispatch_job`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobOutcome {
+    /// A worker said it was available and was sent the assignment.
+    Accepted { job_id: String, worker_id: String, participant_identity: String },
+    /// Every worker declined (or did not answer in time).
+    Declined { job_id: String },
+}
+
+impl JobOutcome {
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, JobOutcome::Accepted { .. })
+    }
+
+    pub fn job_id(&self) -> &str {
+        match self {
+            JobOutcome::Accepted { job_id, .. } | JobOutcome::Declined { job_id } => job_id,
+        }
+    }
+}
+
+/// Server-side events, for tests to await instead of sleeping.
+#[derive(Clone, Debug)]
+pub enum ServerEvent {
+    ParticipantJoined { room: String, identity: String, sid: String },
+    ParticipantLeft { room: String, identity: String, sid: String },
+    SignalRequest { room: String, identity: String, request: Box<proto::SignalRequest> },
+    WorkerRegistered { worker_id: String, agent_name: String },
+    WorkerDisconnected { worker_id: String },
+    WorkerStatus { worker_id: String, status: proto::UpdateWorkerStatus },
+    JobUpdated(JobUpdate),
+}
+
+/// A test double of a LiveKit server's signalling and agent endpoints, following
+/// livekit_rtc.proto and livekit_agent.proto; no media.
+///
+/// Dropping it stops the server and closes every connection.
+pub struct LiveKitTestServer {
+    inner: Arc<Inner>,
+    accept_task: JoinHandle<()>,
+}
+
+impl Drop for LiveKitTestServer {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+    }
+}
+
+impl LiveKitTestServer {
+    /// Binds `127.0.0.1:0` and serves `/rtc` and `/agent` for tokens signed with `api_secret`.
+    pub async fn start(api_key: &str, api_secret: &str) -> Result<Self> {
+        Self::start_with(TestServerConfig::new(api_key, api_secret)).await
+    }
+
+    pub async fn start_with(config: TestServerConfig) -> Result<Self> {
+        if config.api_key.is_empty() || config.api_secret.is_empty() {
+            return Err(TestServerError::InvalidKeys);
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (events_tx, _) = broadcast::channel(1024);
+        let inner = Arc::new(Inner {
+            url: format!("ws://{addr}"),
+            verifier: TokenVerifier::with_api_key(&config.api_key, &config.api_secret),
+            config,
+            state: Mutex::new(State::default()),
+            events_tx,
+            next_id: AtomicU64::new(1),
+        });
+        let accept_task = tokio::spawn(accept_loop(inner.clone(), listener));
+        debug!(%addr, "LiveKit test server listening");
+        Ok(Self { inner, accept_task })
+    }
+
+    /// `ws://127.0.0.1:PORT`
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// A participant token for `room` (join, publish, subscribe).
+    pub fn token(&self, room: &str, identity: &str) -> String {
+        self.inner.participant_token(room, identity, "", false).expect("the test server's keys are valid")
+    }
+
+    /// A token signed with the server's key and a different secret: the server rejects it.
+    pub fn forged_token(&self, room: &str, identity: &str) -> String {
+        AccessToken::with_api_key(&self.inner.config.api_key, "not-the-secret-not-the-secret")
+            .with_identity(identity)
+            .with_grants(VideoGrants { room_join: true, room: room.into(), ..Default::default() })
+            .to_jwt()
+            .expect("valid claims")
+    }
+
+    /// The participants now in `room`, in join order.
+    pub fn participants(&self, room: &str) -> Vec<proto::ParticipantInfo> {
+        let state = self.inner.state();
+        let Some(room) = state.rooms.get(room) else { return Vec::new() };
+        let mut list: Vec<_> = room.participants.values().map(|p| p.info.clone()).collect();
+        list.sort_by_key(|p| p.joined_at_ms);
+        list
+    }
+
+    /// Every `SignalRequest` received from `identity` in `room`, oldest first (kept after leaving).
+    pub fn requests(&self, room: &str, identity: &str) -> Vec<proto::SignalRequest> {
+        self.inner.state().requests.get(&(room.to_string(), identity.to_string())).cloned().unwrap_or_default()
+    }
+
+    /// Every `/rtc` connection accepted, oldest first.
+    pub fn joins(&self) -> Vec<JoinRecord> {
+        self.inner.state().joins.clone()
+    }
+
+    /// Every worker registration, oldest first.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner.state().workers.clone()
+    }
+
+    /// Every `UpdateJobStatus` received, oldest first.
+    pub fn job_updates(&self) -> Vec<JobUpdate> {
+        self.inner.state().job_updates.clone()
+    }
+
+    /// Jobs whose last reported status is `JS_RUNNING`.
+    pub fn running_jobs(&self) -> Vec<String> {
+        self.inner.state().running.iter().cloned().collect()
+    }
+
+    /// The most jobs ever reported `JS_RUNNING` at the same time.
+    pub fn peak_running_jobs(&self) -> usize {
+        self.inner.state().peak_running
+    }
+
+    /// Server-side events from now on.
+    pub fn events(&self) -> broadcast::Receiver<ServerEvent> {
+        self.inner.events_tx.subscribe()
+    }
+
+    /// Offers a job for `room` to the registered workers in turn, as the LiveKit server does:
+    /// `AvailabilityRequest`, then on `available` a `JobAssignment` with this server's url
+    /// and a token for the room. Safe to call concurrently.
+    pub async fn dispatch_job(&self, room: &str) -> Result<JobOutcome> {
+        agent::dispatch_job(&self.inner, room).await
+    }
+
+    /// Sends `JobTermination` to the worker running `job_id`.
+    pub fn terminate_job(&self, job_id: &str) -> Result<()> {
+        agent::terminate_job(&self.inner, job_id)
+    }
+
+    /// Drops a worker's socket without a close frame, as a network failure would.
+    pub fn disconnect_worker(&self, worker_id: &str) -> Result<()> {
+        let state = self.inner.state();
+        let conn = state.worker_conns.get(worker_id).ok_or_else(|| TestServerError::UnknownWorker(worker_id.into()))?;
+        let _ = conn.tx.send(agent::Outbound::Drop);
+        Ok(())
+    }
+}
+
+/// State shared by the accept loop, connection tasks and the test-facing handle.
+pub(crate) struct Inner {
+    config: TestServerConfig,
+    url: String,
+    verifier: TokenVerifier,
+    state: Mutex<State>,
+    events_tx: broadcast::Sender<ServerEvent>,
+    next_id: AtomicU64,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    rooms: HashMap<String, RoomState>,
+    requests: HashMap<(String, String), Vec<proto::SignalRequest>>,
+    joins: Vec<JoinRecord>,
+    workers: Vec<WorkerInfo>,
+    worker_conns: BTreeMap<String, agent::WorkerConn>,
+    /// Round-robin cursor over `worker_conns` for dispatch.
+    next_worker: usize,
+    /// Availability requests waiting for the worker's answer, by job id.
+    pending: HashMap<String, oneshot::Sender<proto::AvailabilityResponse>>,
+    /// Assigned jobs: job id -> worker id.
+    jobs: HashMap<String, String>,
+    job_updates: Vec<JobUpdate>,
+    running: std::collections::BTreeSet<String>,
+    peak_running: usize,
+}
+
+pub(crate) struct RoomState {
+    sid: String,
+    created_ms: i64,
+    participants: HashMap<String, Participant>,
+}
+
+pub(crate) struct Participant {
+    info: proto::ParticipantInfo,
+    tx: mpsc::UnboundedSender<proto::SignalResponse>,
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, event: ServerEvent) {
+        let _ = self.events_tx.send(event);
+    }
+
+    /// A short unique id with LiveKit's prefixes (`PA_`, `RM_`, `AW_`, `AJ_`).
+    fn new_id(&self, prefix: &str) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{prefix}{n:08X}")
+    }
+
+    fn server_info(&self) -> proto::ServerInfo {
+        proto::ServerInfo {
+            edition: proto::server_info::Edition::Standard as i32,
+            version: "huddle-testsupport".into(),
+            protocol: 17,
+            region: "loopback".into(),
+            node_id: "ND_TEST".into(),
+            agent_protocol: 1,
+            ..Default::default()
+        }
+    }
+
+    fn participant_token(&self, room: &str, identity: &str, name: &str, agent: bool) -> Result<String> {
+        let mut token = AccessToken::with_api_key(&self.config.api_key, &self.config.api_secret)
+            .with_identity(identity)
+            .with_name(name)
+            .with_grants(VideoGrants {
+                room_join: true,
+                room: room.into(),
+                can_publish: Some(true),
+                can_subscribe: Some(true),
+                can_publish_data: Some(true),
+                agent,
+                ..Default::default()
+            });
+        if agent {
+            token = token.with_kind("agent");
+        }
+        token.to_jwt().map_err(|e| TestServerError::Token(e.to_string()))
+    }
+
+    /// Checks the upgrade request's path and token; the error becomes the HTTP response.
+    fn authorize(&self, req: &Request) -> Result<Route, (StatusCode, String)> {
+        let path = req.uri().path().trim_end_matches('/');
+        let query: HashMap<String, String> = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let bearer = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let (token, via_bearer) = match (bearer, query.get("access_token")) {
+            (Some(t), _) => (t, true),
+            (None, Some(t)) => (t.clone(), false),
+            (None, None) => return Err((StatusCode::UNAUTHORIZED, "no access token".into())),
+        };
+        let claims = self.verifier.verify(&token).map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?;
+        match path {
+            "/rtc" => {
+                if !claims.video.room_join || claims.video.room.is_empty() || claims.sub.is_empty() {
+                    return Err((StatusCode::UNAUTHORIZED, "token does not grant room_join".into()));
+                }
+                Ok(Route::Rtc(Box::new(rtc::RtcJoin {
+                    protocol: query.get("protocol").and_then(|p| p.parse().ok()),
+                    sdk: query.get("sdk").cloned(),
+                    bearer: via_bearer,
+                    claims,
+                })))
+            }
+            "/agent" => {
+                if !claims.video.agent {
+                    return Err((StatusCode::UNAUTHORIZED, "token does not grant agent".into()));
+                }
+                Ok(Route::Agent)
+            }
+            _ => Err((StatusCode::NOT_FOUND, format!("no endpoint {path}"))),
+        }
+    }
+}
+
+pub(crate) enum Route {
+    Rtc(Box<rtc::RtcJoin>),
+    Agent,
+}
+
+async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+    // Connection tasks live in the set, so aborting this task closes every connection.
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(serve_connection(inner.clone(), stream, peer));
+                }
+                Err(e) => warn!(error = %e, "LiveKit test server accept failed"),
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
+    let mut route = None;
+    // The callback's signature is tungstenite's.
+    #[allow(clippy::result_large_err)]
+    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        match inner.authorize(req) {
+            Ok(r) => {
+                route = Some(r);
+                Ok(resp)
+            }
+            Err((status, message)) => {
+                debug!(%peer, %status, %message, "LiveKit test server rejected a connection");
+                let mut err = ErrorResponse::new(Some(message));
+                *err.status_mut() = status;
+                Err(err)
+            }
+        }
+    };
+    let ws = match tokio_tungstenite::accept_hdr_async(stream, callback).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            debug!(%peer, error = %e, "WebSocket handshake failed");
+            return;
+        }
+    };
+    match route {
+        Some(Route::Rtc(join)) => rtc::serve(inner, ws, *join).await,
+        Some(Route::Agent) => agent::serve(inner, ws).await,
+        None => {}
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
