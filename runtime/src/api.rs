@@ -406,7 +406,12 @@ impl Api {
     pub async fn start_room(&self, id: &str) -> Result<RoomDetails> {
         self.visible_room(id).await?;
         match self.call_room(id, false, |reply| RoomMsg::Start { reply }).await? {
-            Delivery::Done(v) => self.details(v).await,
+            Delivery::Done(v) => {
+                if let (Some(name), Some(lk)) = (&v.room.livekit_room, self.rt.livekit()) {
+                    lk.agent_join(id, name)?;
+                }
+                self.details(v).await
+            }
             Delivery::Ended(room) => Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Active }),
         }
     }
@@ -415,7 +420,12 @@ impl Api {
         self.visible_room(id).await?;
         self.flush_transcript(id).await;
         match self.call_room(id, false, |reply| RoomMsg::End { reply }).await? {
-            Delivery::Done(v) => self.details(v).await,
+            Delivery::Done(v) => {
+                if let Some(lk) = self.rt.livekit() {
+                    lk.presence().leave(id);
+                }
+                self.details(v).await
+            }
             Delivery::Ended(room) => Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Completed }),
         }
     }
@@ -428,7 +438,12 @@ impl Api {
         check_instructions("reason", reason)?;
         let reason = reason.to_string();
         match self.call_room(id, false, move |reply| RoomMsg::Cancel { reason: reason.clone(), reply }).await? {
-            Delivery::Done(v) => self.details(v).await,
+            Delivery::Done(v) => {
+                if let Some(lk) = self.rt.livekit() {
+                    lk.presence().leave(id);
+                }
+                self.details(v).await
+            }
             Delivery::Ended(room) => Err(ApiError::InvalidTransition { from: room.status, to: RoomStatus::Cancelled }),
         }
     }

@@ -49,6 +49,15 @@ pub struct LiveKitConfig {
     pub agent_identity: String,
     /// Lifetime of participant tokens from JoinRoom, in seconds (6 h).
     pub token_ttl_secs: u64,
+    /// Register with the LiveKit server as an agent worker (`/agent`) and take jobs.
+    pub worker: bool,
+    /// The worker's agent name (explicit dispatch targets it).
+    pub agent_name: String,
+    /// Most jobs this node runs at once; availability answers never exceed it.
+    pub max_jobs: usize,
+    /// The entity that owns rooms created for jobs whose LiveKit room no room
+    /// is bound to; unset: such jobs fail.
+    pub worker_entity: Option<String>,
 }
 
 impl Default for LiveKitConfig {
@@ -59,6 +68,10 @@ impl Default for LiveKitConfig {
             api_secret: None,
             agent_identity: "huddle-agent".into(),
             token_ttl_secs: 6 * 3600,
+            worker: false,
+            agent_name: "huddle".into(),
+            max_jobs: 4,
+            worker_entity: None,
         }
     }
 }
@@ -531,6 +544,12 @@ impl Config {
         }
         if lk.api_key.as_ref().is_some_and(|s| s.is_empty()) || lk.api_secret.as_ref().is_some_and(|s| s.is_empty()) {
             return invalid("livekit.api_key and livekit.api_secret must not be empty");
+        }
+        if lk.worker && !lk.is_configured() {
+            return invalid("livekit.worker needs livekit.url, livekit.api_key and livekit.api_secret");
+        }
+        if lk.max_jobs == 0 || lk.agent_name.trim().is_empty() {
+            return invalid("livekit.max_jobs must be above 0 and livekit.agent_name must not be empty");
         }
         if lk.agent_identity.trim().is_empty() || lk.token_ttl_secs == 0 {
             return invalid("livekit.agent_identity must not be empty and livekit.token_ttl_secs must be above 0");

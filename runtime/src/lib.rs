@@ -250,6 +250,9 @@ impl Runtime {
     /// (up to the drain timeout), then stops the actor tree. Idempotent.
     pub async fn shutdown(&self) {
         self.inner.closing.cancel();
+        if let Some(lk) = &self.inner.livekit {
+            lk.shutdown(self.inner.drain_timeout).await;
+        }
         self.inner.knowledge.shutdown().await;
         if let Some(sup) = root::room_supervisor(&self.inner.namespace) {
             let timeout = self.inner.drain_timeout;
@@ -379,6 +382,9 @@ impl RuntimeBuilder {
         };
         if let Some(router) = router {
             router.start(Arc::downgrade(&rt.inner));
+        }
+        if let Some(lk) = &rt.inner.livekit {
+            lk.start_worker(Arc::downgrade(&rt.inner), &rt.inner.namespace).await;
         }
         Ok(rt)
     }

@@ -23,6 +23,10 @@ use crate::Runtime;
 use crate::config::LiveKitConfig;
 use crate::error::ApiError;
 
+pub mod agent;
+
+pub use agent::{AgentPresence, Presence};
+
 /// Longest LiveKit room name or identity huddle accepts.
 pub const MAX_LIVEKIT_NAME: usize = 128;
 
@@ -35,6 +39,9 @@ pub struct LiveKit {
     agent_identity: String,
     token_ttl: Duration,
     receiver: WebhookReceiver,
+    presence: AgentPresence,
+    worker: std::sync::OnceLock<ractor::ActorRef<huddle_actors::livekit::WorkerMsg>>,
+    config: LiveKitConfig,
 }
 
 impl std::fmt::Debug for LiveKit {
@@ -59,6 +66,14 @@ pub fn check_livekit_name(field: &'static str, value: &str) -> Result<(), ApiErr
 impl LiveKit {
     /// `None` unless URL, API key and secret are all configured.
     pub fn from_config(cfg: &LiveKitConfig) -> Option<LiveKit> {
+        Self::with_transport(cfg, std::sync::Arc::new(huddle_actors::livekit::SignalTransport::default()))
+    }
+
+    /// As [`LiveKit::from_config`], joining rooms through `transport`.
+    pub fn with_transport(
+        cfg: &LiveKitConfig,
+        transport: std::sync::Arc<dyn huddle_actors::livekit::RoomTransport>,
+    ) -> Option<LiveKit> {
         let (Some(url), Some(key), Some(secret)) = (&cfg.url, &cfg.api_key, &cfg.api_secret) else {
             return None;
         };
@@ -69,7 +84,63 @@ impl LiveKit {
             agent_identity: cfg.agent_identity.clone(),
             token_ttl: Duration::from_secs(cfg.token_ttl_secs),
             receiver: WebhookReceiver::new(TokenVerifier::with_api_key(key, secret)),
+            presence: AgentPresence::new(transport),
+            worker: std::sync::OnceLock::new(),
+            config: cfg.clone(),
         })
+    }
+
+    /// The agent's presence in LiveKit rooms.
+    pub fn presence(&self) -> &AgentPresence {
+        &self.presence
+    }
+
+    /// The agent worker, when `livekit.worker` is on and it was started.
+    pub fn worker(&self) -> Option<&ractor::ActorRef<huddle_actors::livekit::WorkerMsg>> {
+        self.worker.get()
+    }
+
+    /// Makes the agent join the LiveKit room of a bound room (its own token).
+    pub(crate) fn agent_join(&self, room_id: &str, livekit_room: &str) -> Result<(), ApiError> {
+        let token = self.agent_token(livekit_room)?;
+        self.presence.ensure(room_id, &self.url, token);
+        Ok(())
+    }
+
+    /// Starts the agent worker when `livekit.worker` is set.
+    pub(crate) async fn start_worker(&self, inner: std::sync::Weak<crate::Inner>, namespace: &str) {
+        if !self.config.worker {
+            return;
+        }
+        let handler =
+            std::sync::Arc::new(agent::RuntimeJobs { rt: inner, entity_id: self.config.worker_entity.clone() });
+        let args = huddle_actors::livekit::WorkerArgs::new(
+            &self.url,
+            &self.api_key,
+            &self.api_secret,
+            &self.config.agent_name,
+            self.config.max_jobs,
+            handler,
+        );
+        let name = format!("{namespace}/livekit-worker");
+        match ractor::Actor::spawn(Some(name), huddle_actors::livekit::WorkerActor, args).await {
+            Ok((worker, _)) => {
+                let _ = self.worker.set(worker);
+            }
+            Err(e) => tracing::error!(error = %e, "the LiveKit agent worker did not start"),
+        }
+    }
+
+    /// Drains the worker (no new jobs; running ones end within `deadline`)
+    /// and takes the agent out of every room.
+    pub(crate) async fn shutdown(&self, deadline: Duration) {
+        if let Some(worker) = self.worker.get() {
+            let _ = worker.cast(huddle_actors::livekit::WorkerMsg::Drain { deadline });
+        }
+        self.presence.leave_all(deadline).await;
+        if let Some(worker) = self.worker.get() {
+            let _ = worker.wait(Some(deadline + Duration::from_secs(1))).await;
+        }
     }
 
     /// The server's URL as clients connect to it (`ws://` or `wss://`).

@@ -291,3 +291,147 @@ async fn livekit_join_returns_a_participant_token() {
     assert!(matches!(err, ApiError::InvalidArgument { field: "livekit_room", .. }), "{err}");
     n.stop.cancel();
 }
+
+/// A node whose LiveKit is `server` (a LiveKitTestServer: no LiveKit server
+/// can run here), optionally as an agent worker taking `max_jobs` jobs for
+/// rooms of `worker_entity`.
+async fn node_on(server: &huddle_testsupport::livekit::LiveKitTestServer, worker: Option<(usize, &str)>) -> Runtime {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.keep().join("lk.db").display());
+    let mut livekit = LiveKitConfig {
+        url: Some(server.url().to_string()),
+        api_key: Some(KEY.into()),
+        api_secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    if let Some((max_jobs, entity)) = worker {
+        livekit.worker = true;
+        livekit.max_jobs = max_jobs;
+        livekit.worker_entity = Some(entity.to_string());
+    }
+    Runtime::builder().database_url(url).livekit(livekit).build().await.unwrap()
+}
+
+fn identities(server: &huddle_testsupport::livekit::LiveKitTestServer, room: &str) -> Vec<String> {
+    server.participants(room).into_iter().map(|p| p.identity).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_agent_joins_a_started_room_and_leaves_when_it_ends() {
+    let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
+    let rt = node_on(&server, None).await;
+    let api = rt.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let room = api
+        .create_room(NewRoom {
+            entity_id: acme.id.clone(),
+            title: "Standup".into(),
+            livekit_room: Some("lk-standup".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = room.view.room.id.clone();
+    assert!(identities(&server, "lk-standup").is_empty(), "nobody joins a SCHEDULED room");
+    api.start_room(&id).await.unwrap();
+    crate::common::eventually("the agent is in the LiveKit room", || async {
+        identities(&server, "lk-standup") == ["huddle-agent"]
+    })
+    .await;
+    let lk = rt.livekit().unwrap();
+    assert!(matches!(lk.presence().state(&id), Some(huddle_runtime::livekit::Presence::Joined { .. })));
+    let join = server.joins().into_iter().find(|j| j.room == "lk-standup").unwrap();
+    assert_eq!(join.protocol, Some(17), "{join:?}");
+
+    // a person joins on the LiveKit side: the agent sees them, huddle is unchanged by it
+    let ada = server.token("lk-standup", "ada");
+    let (_ada, _) = huddle_actors::livekit::SignalClient::connect(server.url(), &ada).await.unwrap();
+    assert_eq!(identities(&server, "lk-standup").len(), 2);
+
+    api.end_room(&id).await.unwrap();
+    crate::common::eventually("the agent left", || async { identities(&server, "lk-standup") == ["ada"] }).await;
+    assert!(lk.presence().state(&id).is_none());
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_worker_takes_jobs_up_to_its_capacity_then_drains() {
+    use huddle_testsupport::livekit::JobOutcome;
+    let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = huddle_storage::open(&format!("sqlite://{}", dir.path().join("w.db").display())).await.unwrap();
+    let acme = store.create_entity(huddle_core::NewEntity { name: "Acme".into(), ..Default::default() }).await.unwrap();
+    let livekit = LiveKitConfig {
+        url: Some(server.url().to_string()),
+        api_key: Some(KEY.into()),
+        api_secret: Some(SECRET.into()),
+        worker: true,
+        max_jobs: 2,
+        worker_entity: Some(acme.id),
+        ..Default::default()
+    };
+    let rt = Runtime::builder().store(store).livekit(livekit).build().await.unwrap();
+    crate::common::eventually("the worker registers", || async { !server.workers().is_empty() }).await;
+    assert_eq!(server.workers()[0].register.agent_name, "huddle");
+
+    // a job for a LiveKit room no room is bound to: a room is made, started, and the agent joins
+    let first = server.dispatch_job("job-room-1").await.unwrap();
+    assert!(first.is_accepted(), "{first:?}");
+    crate::common::eventually("a bound room is ACTIVE and the agent in it", || async {
+        rt.store().find_livekit_room("job-room-1").await.is_ok_and(|r| r.status == RoomStatus::Active)
+            && server.participants("job-room-1").len() == 1
+    })
+    .await;
+    let room = rt.store().find_livekit_room("job-room-1").await.unwrap();
+    assert_eq!(room.title, "LiveKit job-room-1");
+
+    // a burst: one slot is left, so exactly one more is accepted
+    let burst: Vec<JobOutcome> = futures::future::join_all((0..6).map(|i| {
+        let server = &server;
+        async move { server.dispatch_job(&format!("burst-{i}")).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(burst.iter().filter(|o| o.is_accepted()).count(), 1, "{burst:?}");
+    assert!(server.peak_running_jobs() <= 2);
+
+    // ending a job's room ends the job (SUCCESS) and frees its slot
+    rt.admin().end_room(&room.id).await.unwrap();
+    crate::common::eventually("the first job succeeded", || async {
+        server
+            .job_updates()
+            .iter()
+            .any(|u| u.job_id == first.job_id() && u.status == livekit_protocol::JobStatus::JsSuccess)
+    })
+    .await;
+    let again = server.dispatch_job("job-room-2").await.unwrap();
+    assert!(again.is_accepted(), "{again:?}");
+    crate::common::eventually("the second job runs", || async {
+        server
+            .job_updates()
+            .iter()
+            .any(|u| u.job_id == again.job_id() && u.status == livekit_protocol::JobStatus::JsRunning)
+    })
+    .await;
+
+    // shutdown drains: no new jobs, the running ones end, the worker disconnects
+    rt.shutdown().await;
+    let gone = || {
+        server.workers().iter().all(|w| !w.connected)
+            && server.running_jobs().is_empty()
+            && server.participants("job-room-2").is_empty()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !gone() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        gone(),
+        "after shutdown: workers {:?}\nrunning {:?}\nupdates {:?}",
+        server.workers(),
+        server.running_jobs(),
+        server.job_updates()
+    );
+    let ended: Vec<_> =
+        server.job_updates().into_iter().filter(|u| u.status == livekit_protocol::JobStatus::JsSuccess).collect();
+    assert_eq!(ended.len(), 3, "the first job, the burst one and the second: {:?}", server.job_updates());
+}

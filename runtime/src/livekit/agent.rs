@@ -1,0 +1,286 @@
+//! The agent in LiveKit rooms: when a bound room is ACTIVE the agent is a
+//! participant of its LiveKit room, and it leaves when the room ends.
+//!
+//! One presence task per room keeps the agent joined: it joins through a
+//! [`RoomTransport`] (signalling today; media comes with the WebRTC
+//! transport), and rejoins with capped exponential backoff when the
+//! connection drops. It stops when the room ends here, when LiveKit sends
+//! `leave` (the LiveKit room closed), or when LiveKit refuses the token.
+//!
+//! LiveKit agent jobs ([`JobHandler`]) use the same presence with the token of
+//! their assignment: a job runs as long as the agent is in the room.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use huddle_actors::livekit::{JobHandler, JobRun, LiveKitError, RoomTransport};
+use huddle_core::{NewRoom, RoomStatus};
+use huddle_storage::StorageError;
+use livekit_protocol as lk;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::error::ApiError;
+
+/// Where the agent is in one room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    Joining,
+    /// In the room, with LiveKit's participant sid.
+    Joined {
+        sid: String,
+    },
+    /// Lost the connection; rejoining after the backoff.
+    Reconnecting {
+        attempt: u32,
+        error: String,
+    },
+    /// Gone for good: left, or could not join (the reason).
+    Ended {
+        reason: String,
+    },
+}
+
+struct Slot {
+    stop: CancellationToken,
+    state: watch::Receiver<Presence>,
+}
+
+/// The agent's presence in LiveKit rooms, one per huddle room.
+pub struct AgentPresence {
+    transport: Arc<dyn RoomTransport>,
+    slots: DashMap<String, Slot>,
+    backoff: (Duration, Duration),
+}
+
+impl AgentPresence {
+    pub fn new(transport: Arc<dyn RoomTransport>) -> Self {
+        AgentPresence {
+            transport,
+            slots: DashMap::new(),
+            backoff: (Duration::from_millis(500), Duration::from_secs(15)),
+        }
+    }
+
+    /// Makes the agent join the LiveKit room at `url` with `token` for huddle
+    /// room `room_id`, unless it is already there (or on its way). Returns the
+    /// presence to watch.
+    pub fn ensure(&self, room_id: &str, url: &str, token: String) -> watch::Receiver<Presence> {
+        match self.slots.entry(room_id.to_string()) {
+            Entry::Occupied(slot) if !matches!(*slot.get().state.borrow(), Presence::Ended { .. }) => {
+                slot.get().state.clone()
+            }
+            entry => {
+                let (state_tx, state) = watch::channel(Presence::Joining);
+                let stop = CancellationToken::new();
+                let slot = Slot { stop: stop.clone(), state: state.clone() };
+                match entry {
+                    Entry::Occupied(mut o) => {
+                        o.insert(slot);
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(slot);
+                    }
+                }
+                let task = PresenceTask {
+                    room_id: room_id.to_string(),
+                    url: url.to_string(),
+                    token,
+                    transport: self.transport.clone(),
+                    stop,
+                    state_tx,
+                    backoff: self.backoff,
+                };
+                tokio::spawn(task.run());
+                state
+            }
+        }
+    }
+
+    /// The agent's presence in a room, if it was ever asked to join it.
+    pub fn state(&self, room_id: &str) -> Option<Presence> {
+        self.slots.get(room_id).map(|s| s.state.borrow().clone())
+    }
+
+    /// Makes the agent leave the room (no-op when it is not there).
+    pub fn leave(&self, room_id: &str) {
+        if let Some((_, slot)) = self.slots.remove(room_id) {
+            slot.stop.cancel();
+        }
+    }
+
+    /// Makes the agent leave every room and waits (up to `timeout`) until it has.
+    pub async fn leave_all(&self, timeout: Duration) {
+        let mut states = Vec::new();
+        for slot in self.slots.iter() {
+            slot.stop.cancel();
+            states.push(slot.state.clone());
+        }
+        self.slots.clear();
+        let all =
+            futures::future::join_all(states.into_iter().map(|mut s| async move {
+                s.wait_for(|p| matches!(p, Presence::Ended { .. })).await.ok().map(|_| ())
+            }));
+        let _ = tokio::time::timeout(timeout, all).await;
+    }
+}
+
+struct PresenceTask {
+    room_id: String,
+    url: String,
+    token: String,
+    transport: Arc<dyn RoomTransport>,
+    stop: CancellationToken,
+    state_tx: watch::Sender<Presence>,
+    backoff: (Duration, Duration),
+}
+
+impl PresenceTask {
+    async fn run(self) {
+        let mut attempt = 0u32;
+        let reason = loop {
+            let joined = tokio::select! {
+                _ = self.stop.cancelled() => break "the room ended".to_string(),
+                j = self.transport.join(&self.url, &self.token) => j,
+            };
+            let mut session = match joined {
+                Ok(s) => s,
+                Err(e @ LiveKitError::Unauthorized { .. }) => {
+                    warn!(room_id = %self.room_id, error = %e, "LiveKit refused the agent's token");
+                    break format!("LiveKit refused the token: {e}");
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if !self.wait_backoff(attempt, e.to_string()).await {
+                        break "the room ended".to_string();
+                    }
+                    continue;
+                }
+            };
+            attempt = 0;
+            let sid = session.join.participant.as_ref().map(|p| p.sid.clone()).unwrap_or_default();
+            info!(room_id = %self.room_id, sid = %sid, "agent joined the LiveKit room");
+            self.state_tx.send_replace(Presence::Joined { sid });
+            // Hold the session until the room ends, LiveKit closes it, or it drops.
+            let closed = loop {
+                tokio::select! {
+                    _ = self.stop.cancelled() => {
+                        if let Err(e) = session.leave().await {
+                            warn!(room_id = %self.room_id, error = %e, "leaving the LiveKit room failed");
+                        }
+                        break None;
+                    }
+                    ev = session.events.recv() => match ev.and_then(|e| e.message) {
+                        Some(lk::signal_response::Message::Leave(l)) => {
+                            break Some(format!("LiveKit asked the agent to leave (reason {})", l.reason));
+                        }
+                        Some(_) => {}
+                        None => {
+                            attempt += 1;
+                            if !self.wait_backoff(attempt, "the LiveKit connection dropped".into()).await {
+                                break None;
+                            }
+                            break Some(String::new());
+                        }
+                    },
+                }
+            };
+            match closed {
+                None => break "the room ended".to_string(),
+                Some(why) if !why.is_empty() => break why,
+                Some(_) => continue, // reconnect
+            }
+        };
+        info!(room_id = %self.room_id, reason = %reason, "agent left the LiveKit room");
+        self.state_tx.send_replace(Presence::Ended { reason });
+    }
+
+    /// Waits out the backoff for `attempt`; false when stopped meanwhile.
+    async fn wait_backoff(&self, attempt: u32, error: String) -> bool {
+        let (base, max) = self.backoff;
+        let delay = base.saturating_mul(1 << attempt.saturating_sub(1).min(10)).min(max);
+        warn!(room_id = %self.room_id, attempt, error = %error, delay_ms = delay.as_millis() as u64, "agent rejoining the LiveKit room");
+        self.state_tx.send_replace(Presence::Reconnecting { attempt, error });
+        tokio::select! {
+            _ = self.stop.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+}
+
+/// Runs LiveKit agent jobs: the assigned LiveKit room's huddle room (the bound
+/// one, or a new one for `livekit.worker_entity`) is started, and the agent
+/// joins with the assignment's token. The job lasts while the agent is there.
+pub(crate) struct RuntimeJobs {
+    pub(crate) rt: Weak<crate::Inner>,
+    pub(crate) entity_id: Option<String>,
+}
+
+#[async_trait]
+impl JobHandler for RuntimeJobs {
+    async fn start_job(&self, assignment: lk::JobAssignment) -> huddle_actors::livekit::Result<JobRun> {
+        let fail = |m: String| LiveKitError::Job(m);
+        let rt =
+            crate::Runtime { inner: self.rt.upgrade().ok_or_else(|| fail("the runtime is shutting down".into()))? };
+        let job = assignment.job.ok_or_else(|| fail("the assignment carries no job".into()))?;
+        let name =
+            job.room.map(|r| r.name).filter(|n| !n.is_empty()).ok_or_else(|| fail("the job names no room".into()))?;
+        let lk = rt.livekit().ok_or_else(|| fail("LiveKit is not configured".into()))?;
+        let url = assignment.url.filter(|u| !u.is_empty()).unwrap_or_else(|| lk.url().to_string());
+        let api = rt.admin();
+        let room = match rt.store().find_livekit_room(&name).await {
+            Ok(r) if !r.status.is_terminal() => r,
+            Ok(_) | Err(StorageError::NotFound { .. }) => {
+                let Some(entity_id) = self.entity_id.clone() else {
+                    return Err(fail(format!(
+                        "no open room is bound to LiveKit room `{name}` and livekit.worker_entity is not set"
+                    )));
+                };
+                let new = NewRoom {
+                    entity_id,
+                    title: format!("LiveKit {name}"),
+                    livekit_room: Some(name.clone()),
+                    ..Default::default()
+                };
+                match api.create_room(new).await {
+                    Ok(d) => d.view.room,
+                    // another node or webhook bound it meanwhile
+                    Err(ApiError::AlreadyExists { .. }) => {
+                        rt.store().find_livekit_room(&name).await.map_err(|e| fail(e.to_string()))?
+                    }
+                    Err(e) => return Err(fail(e.to_string())),
+                }
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        // Join with the assignment's token first, so that starting the room
+        // finds the agent already on its way.
+        let mut state = lk.presence().ensure(&room.id, &url, assignment.token);
+        if room.status == RoomStatus::Scheduled {
+            match api.start_room(&room.id).await {
+                Ok(_) | Err(ApiError::InvalidTransition { from: RoomStatus::Active, .. }) => {}
+                Err(e) => {
+                    lk.presence().leave(&room.id);
+                    return Err(fail(e.to_string()));
+                }
+            }
+        }
+        let joined =
+            state.wait_for(|p| matches!(p, Presence::Joined { .. } | Presence::Ended { .. })).await.map(|p| p.clone());
+        if let Ok(Presence::Ended { reason }) = joined {
+            return Err(fail(reason));
+        }
+        info!(room_id = %room.id, job = %job.id, "LiveKit job running");
+        Ok(Box::pin(async move {
+            let ended = state.wait_for(|p| matches!(p, Presence::Ended { .. })).await.map(|p| p.clone());
+            match ended {
+                Ok(Presence::Ended { reason }) if reason.contains("refused") => Err(LiveKitError::Job(reason)),
+                _ => Ok(()),
+            }
+        }))
+    }
+}
