@@ -7,10 +7,13 @@
 //! # Layout
 //! - this file: [`LiveKitError`], the [`RoomTransport`] trait and [`RoomSession`]
 //! - [`signal`]: [`signal::SignalClient`], a participant's `/rtc` signalling connection
+//! - [`media`]: [`media::WebRtcTransport`], signalling plus the subscriber peer connection
+//!   (webrtc-rs), remote Opus audio decoded to [`media::AudioFrame`]s
 //! - [`worker`]: [`worker::WorkerActor`], LiveKit's agent worker protocol (`/agent`)
 //!
 //! Only `ws://` URLs are supported until a TLS feature of `tokio-tungstenite` is enabled.
 
+pub mod media;
 pub mod signal;
 pub mod worker;
 
@@ -20,6 +23,7 @@ use async_trait::async_trait;
 use livekit_protocol as proto;
 use tokio::sync::mpsc;
 
+pub use media::{AUDIO_SAMPLE_RATE, AudioFrame, WebRtcOptions, WebRtcTransport};
 pub use signal::{SignalClient, SignalOptions, SignalTransport};
 pub use worker::{JobHandler, JobRun, WorkerActor, WorkerArgs, WorkerMsg, WorkerView};
 
@@ -41,13 +45,16 @@ pub enum LiveKitError {
     Token(String),
     #[error("the LiveKit connection is closed")]
     Closed,
+    #[error("WebRTC media error: {0}")]
+    Media(String),
     #[error("job failed: {0}")]
     Job(String),
 }
 
 pub type Result<T, E = LiveKitError> = std::result::Result<T, E>;
 
-/// Joins LiveKit rooms. [`SignalTransport`] speaks the signalling protocol directly; an
+/// Joins LiveKit rooms. [`SignalTransport`] speaks the signalling protocol directly,
+/// [`WebRtcTransport`] adds subscribed audio; an
 /// adapter over the official `livekit` crate can implement this where that crate builds.
 #[async_trait]
 pub trait RoomTransport: Send + Sync + 'static {
@@ -59,6 +66,9 @@ pub struct RoomSession {
     pub join: proto::JoinResponse,
     /// Server messages after `join`; ends when the connection closes.
     pub events: mpsc::UnboundedReceiver<proto::SignalResponse>,
+    /// Decoded remote audio, when the transport carries media (`None` for
+    /// [`SignalTransport`]); ends when the session ends.
+    pub audio: Option<mpsc::Receiver<AudioFrame>>,
     control: Box<dyn RoomControl>,
 }
 
@@ -68,7 +78,13 @@ impl RoomSession {
         events: mpsc::UnboundedReceiver<proto::SignalResponse>,
         control: Box<dyn RoomControl>,
     ) -> Self {
-        Self { join, events, control }
+        Self { join, events, audio: None, control }
+    }
+
+    /// Attaches the receiver of decoded remote audio.
+    pub fn with_audio(mut self, audio: mpsc::Receiver<AudioFrame>) -> Self {
+        self.audio = Some(audio);
+        self
     }
 
     /// Leaves the room and closes the connection.

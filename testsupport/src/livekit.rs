@@ -1,5 +1,6 @@
 //! [`LiveKitTestServer`]: a test double of a LiveKit server's signalling and agent endpoints,
-//! following livekit_rtc.proto and livekit_agent.proto; no media.
+//! following livekit_rtc.proto and livekit_agent.proto, with a loopback WebRTC subscriber peer
+//! that plays published audio ([`LiveKitTestServer::publish_audio`]).
 //!
 //! No LiveKit server can be installed on this machine, so tests talk to this double over real
 //! loopback WebSockets carrying binary protobuf frames (`livekit-protocol`), and tokens are
@@ -9,11 +10,13 @@
 //! - this file: the server handle, the accept loop, authorisation and routing, shared state
 //! - [`rtc`]: `/rtc`, one participant's signalling connection (join, updates, leave, pings)
 //! - [`agent`]: `/agent`, one agent worker's connection, and job dispatch
+//! - [`media`]: the subscriber peer (webrtc-rs, Opus) a joining participant receives audio on
 //!
-//! A media peer (ICE-lite, Opus) belongs next to `rtc`: it would answer the `offer`/`trickle`
-//! requests that [`rtc`] currently only records.
+//! Only the subscriber connection exists: a client's own `offer` (publisher connection) is
+//! recorded, not answered.
 
 mod agent;
+mod media;
 mod rtc;
 
 use std::collections::{BTreeMap, HashMap};
@@ -133,6 +136,13 @@ impl JobOutcome {
     }
 }
 
+/// A track published with [`LiveKitTestServer::publish_audio`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PublishedTrack {
+    pub participant_sid: String,
+    pub track_sid: String,
+}
+
 /// Server-side events, for tests to await instead of sleeping.
 #[derive(Clone, Debug)]
 pub enum ServerEvent {
@@ -146,7 +156,8 @@ pub enum ServerEvent {
 }
 
 /// A test double of a LiveKit server's signalling and agent endpoints, following
-/// livekit_rtc.proto and livekit_agent.proto; no media.
+/// livekit_rtc.proto and livekit_agent.proto; media only as published audio on the
+/// subscriber connection.
 ///
 /// Dropping it stops the server and closes every connection.
 pub struct LiveKitTestServer {
@@ -212,6 +223,55 @@ impl LiveKitTestServer {
         let mut list: Vec<_> = room.participants.values().map(|p| p.info.clone()).collect();
         list.sort_by_key(|p| p.joined_at_ms);
         list
+    }
+
+    /// Adds a server-side participant `identity` to `room` publishing one Opus microphone
+    /// track. Every participant that joins afterwards (with subscribe permission) is offered a
+    /// subscriber connection carrying the track (stream id `PA_xxx|TR_xxx`) and hears `pcm`
+    /// (48 kHz mono) from the start, in real time, once connected. The publisher appears in
+    /// `JoinResponse.other_participants` with the track in its `tracks`.
+    pub fn publish_audio(&self, room: &str, identity: &str, pcm_48k_mono: Vec<i16>) -> PublishedTrack {
+        let participant_sid = self.inner.new_id("PA_");
+        let track_sid = self.inner.new_id("TR_");
+        let info = proto::ParticipantInfo {
+            sid: participant_sid.clone(),
+            identity: identity.into(),
+            state: proto::participant_info::State::Active as i32,
+            joined_at: now_ms() / 1000,
+            joined_at_ms: now_ms(),
+            tracks: vec![proto::TrackInfo {
+                sid: track_sid.clone(),
+                r#type: proto::TrackType::Audio as i32,
+                name: "microphone".into(),
+                source: proto::TrackSource::Microphone as i32,
+                mime_type: "audio/opus".into(),
+                ..Default::default()
+            }],
+            permission: Some(proto::ParticipantPermission { can_publish: true, ..Default::default() }),
+            version: 1,
+            ..Default::default()
+        };
+        let publication = media::Publication {
+            participant_sid: participant_sid.clone(),
+            track_sid: track_sid.clone(),
+            pcm: Arc::new(pcm_48k_mono),
+        };
+        let mut state = self.inner.state();
+        let room_sid = self.inner.new_id("RM_");
+        let room = state.rooms.entry(room.to_string()).or_insert_with(|| RoomState {
+            sid: room_sid,
+            created_ms: now_ms(),
+            participants: Default::default(),
+            publications: Vec::new(),
+        });
+        for other in room.participants.values() {
+            let _ = other.tx.send(rtc::update(info.clone()));
+        }
+        // Nobody reads this participant's signalling: it lives in the server.
+        let (tx, _) = mpsc::unbounded_channel();
+        room.participants.insert(identity.to_string(), Participant { info, tx });
+        room.publications.push(publication);
+        PublishedTrack { participant_sid, track_sid }
     }
 
     /// Every `SignalRequest` received from `identity` in `room`, oldest first (kept after leaving).
@@ -302,6 +362,8 @@ pub(crate) struct RoomState {
     sid: String,
     created_ms: i64,
     participants: HashMap<String, Participant>,
+    /// Audio played to every participant that joins (see `publish_audio`).
+    publications: Vec<media::Publication>,
 }
 
 pub(crate) struct Participant {

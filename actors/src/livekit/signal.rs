@@ -124,11 +124,39 @@ impl SignalClient {
             .map_err(|_| LiveKitError::Closed)
     }
 
+    /// A handle that sends requests without keeping the connection open.
+    pub(crate) fn sender(&self) -> SignalSender {
+        SignalSender { commands_tx: self.commands_tx.downgrade() }
+    }
+
     /// Sends `LeaveRequest` and closes the connection.
     pub async fn leave(self) -> Result<()> {
         let (done_tx, done_rx) = oneshot::channel();
         self.commands_tx.send(Command::Leave(done_tx)).map_err(|_| LiveKitError::Closed)?;
         done_rx.await.map_err(|_| LiveKitError::Closed)
+    }
+}
+
+/// Sends requests on a [`SignalClient`]'s connection while it is open; holding one does not
+/// keep the connection open.
+#[derive(Clone)]
+pub(crate) struct SignalSender {
+    commands_tx: mpsc::WeakUnboundedSender<Command>,
+}
+
+impl SignalSender {
+    /// A sender whose connection is already closed.
+    #[cfg(test)]
+    pub(crate) fn closed() -> Self {
+        let (commands_tx, _) = mpsc::unbounded_channel();
+        Self { commands_tx: commands_tx.downgrade() }
+    }
+
+    pub(crate) fn send(&self, message: Req) -> Result<()> {
+        let commands_tx = self.commands_tx.upgrade().ok_or(LiveKitError::Closed)?;
+        commands_tx
+            .send(Command::Send(Box::new(proto::SignalRequest { message: Some(message) })))
+            .map_err(|_| LiveKitError::Closed)
     }
 }
 

@@ -392,3 +392,106 @@ async fn livekit_worker_reconnects_and_registers_again() {
     .await;
     assert!(server.dispatch_job("standup").await.unwrap().is_accepted());
 }
+
+// ---- media: the agent hears a participant -------------------------------------------------
+
+/// A sentence spoken by espeak-ng, resampled by sox to 48 kHz mono PCM16.
+fn synthesized_speech(dir: &std::path::Path) -> Vec<i16> {
+    let wav = dir.join("speech.wav");
+    let raw = dir.join("speech.raw");
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-w", wav.to_str().unwrap(), "The quarterly numbers look good, let us ship on Friday."])
+        .status()
+        .expect("espeak-ng must be installed: apt-get install -y espeak-ng");
+    assert!(status.success(), "espeak-ng failed");
+    let status = std::process::Command::new("sox")
+        .arg(&wav)
+        .args(["-r", "48000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw"])
+        .arg(&raw)
+        .status()
+        .expect("sox must be installed: apt-get install -y sox");
+    assert!(status.success(), "sox failed");
+    std::fs::read(&raw).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+/// RMS per 10 ms window (480 samples at 48 kHz).
+fn envelope(pcm: &[i16]) -> Vec<f64> {
+    pcm.chunks(480).map(|w| (w.iter().map(|&s| (s as f64) * (s as f64)).sum::<f64>() / w.len() as f64).sqrt()).collect()
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    if n < 10 {
+        return 0.0;
+    }
+    let (a, b) = (&a[..n], &b[..n]);
+    let (ma, mb) = (a.iter().sum::<f64>() / n as f64, b.iter().sum::<f64>() / n as f64);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    if va == 0.0 || vb == 0.0 { 0.0 } else { cov / (va.sqrt() * vb.sqrt()) }
+}
+
+/// The best energy-envelope correlation of `received` with `source`, over delays of up to
+/// 500 ms either way (Opus look-ahead, packets lost before the first one arrived).
+fn envelope_correlation(source: &[i16], received: &[i16]) -> f64 {
+    let (s, r) = (envelope(source), envelope(received));
+    (0..=50)
+        .flat_map(|lag| [pearson(&s, &r[lag.min(r.len())..]), pearson(&s[lag.min(s.len())..], &r)])
+        .fold(f64::MIN, f64::max)
+}
+
+#[tokio::test]
+async fn livekit_media_agent_hears_a_published_participant() {
+    use huddle_actors::livekit::{RoomTransport, WebRtcOptions, WebRtcTransport};
+
+    let dir = tempfile::tempdir().unwrap();
+    let speech = synthesized_speech(dir.path());
+    let source_secs = speech.len() as f64 / 48_000.0;
+    assert!(source_secs > 1.0, "espeak-ng produced {source_secs:.2} s");
+
+    // The measure must reject silence and noise, or the assertion below proves nothing.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<i16> = (0..speech.len())
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 48) as i16 / 8
+        })
+        .collect();
+    assert!(envelope_correlation(&speech, &vec![0; speech.len()]) < 0.3);
+    assert!(envelope_correlation(&speech, &noise) < 0.3);
+
+    let server = server().await;
+    let published = server.publish_audio("standup", "alice", speech.clone());
+    let transport = WebRtcTransport::new(WebRtcOptions { include_loopback_candidates: true, ..Default::default() });
+    let mut session = transport.join(server.url(), &server.token("standup", "huddle-agent")).await.unwrap();
+
+    let alice = session.join.other_participants.iter().find(|p| p.identity == "alice").expect("alice in the room");
+    assert_eq!(alice.sid, published.participant_sid);
+    assert_eq!(alice.tracks[0].sid, published.track_sid);
+
+    let mut audio = session.audio.take().expect("WebRtcTransport delivers audio");
+    let first = within("the first decoded audio frame", audio.recv()).await.expect("audio ended before any frame");
+    let mut frames = vec![first];
+    // Real time: the rest arrives over about `source_secs`; stop after 1 s of quiet.
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(1), audio.recv()).await {
+        frames.push(frame);
+    }
+    session.leave().await.unwrap();
+
+    for frame in &frames {
+        assert_eq!(frame.participant_sid, published.participant_sid);
+        assert_eq!(frame.track_sid, published.track_sid);
+        assert_eq!(frame.sample_rate, 48_000);
+    }
+    let received: Vec<i16> = frames.iter().flat_map(|f| f.pcm.iter().copied()).collect();
+    let received_secs = received.len() as f64 / 48_000.0;
+    assert!(
+        (received_secs - source_secs).abs() <= 0.1 * source_secs,
+        "received {received_secs:.2} s of audio for {source_secs:.2} s of speech"
+    );
+    let correlation = envelope_correlation(&speech, &received);
+    assert!(correlation > 0.8, "energy envelope correlation {correlation:.3}");
+}

@@ -1,7 +1,8 @@
 //! `/rtc`: one participant's signalling connection (livekit_rtc.proto). Sends `join`, tells
 //! the other participants through `update`, answers `ping`/`ping_req`, and treats `leave`
-//! or a closed socket as leaving. Offers and trickles are recorded, not answered: there is
-//! no media peer yet.
+//! or a closed socket as leaving. When the room has published audio, a subscriber peer
+//! ([`super::media`]) offers it to the participant; its `answer` and subscriber trickles go
+//! to that peer. Publisher offers are recorded, not answered.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::debug;
 
+use super::media::{PeerInput, SubscriberPeer};
 use super::{Inner, JoinRecord, Participant, RoomState, ServerEvent, now_ms};
 
 /// An authorised `/rtc` upgrade.
@@ -59,6 +61,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
     };
     let sid = info.sid.clone();
 
+    let publications;
     let join_response = {
         let mut state = inner.state();
         let room_sid = inner.new_id("RM_");
@@ -66,12 +69,14 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
             sid: room_sid,
             created_ms: now_ms(),
             participants: Default::default(),
+            publications: Vec::new(),
         });
         // A second connection with the same identity replaces the first, as on a real server.
         if let Some(old) = room.participants.remove(&identity) {
             let _ = old.tx.send(leave(proto::DisconnectReason::DuplicateIdentity));
         }
         let others: Vec<_> = room.participants.values().map(|p| p.info.clone()).collect();
+        let room_publications = room.publications.clone();
         for other in room.participants.values() {
             let _ = other.tx.send(update(info.clone()));
         }
@@ -93,6 +98,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
             bearer: join.bearer,
         });
         state.requests.entry((room_name.clone(), identity.clone())).or_default();
+        publications = room_publications;
         proto::JoinResponse {
             room: Some(room_info),
             participant: Some(info.clone()),
@@ -117,6 +123,9 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
         depart(&inner, &room_name, &identity, &sid);
         return;
     }
+
+    let subscriber = (!publications.is_empty() && join.claims.video.can_subscribe())
+        .then(|| SubscriberPeer::spawn(identity.clone(), publications, tx.clone()));
 
     loop {
         tokio::select! {
@@ -156,7 +165,19 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
                         let _ = sink.close().await;
                         break;
                     }
-                    // The media peer (offer/answer/trickle) hooks in here.
+                    Some(Req::Answer(answer)) => {
+                        if let Some(peer) = &subscriber {
+                            peer.send(PeerInput::Answer(answer.sdp));
+                        }
+                        None
+                    }
+                    Some(Req::Trickle(trickle)) if trickle.target == proto::SignalTarget::Subscriber as i32 => {
+                        if let Some(peer) = &subscriber {
+                            peer.send(PeerInput::Candidate(trickle.candidate_init));
+                        }
+                        None
+                    }
+                    // Publisher offers and trickles are recorded only.
                     _ => None,
                 };
                 if let Some(reply) = reply {
@@ -195,7 +216,7 @@ fn depart(inner: &Inner, room_name: &str, identity: &str, sid: &str) {
     inner.emit(ServerEvent::ParticipantLeft { room: room_name.into(), identity: identity.into(), sid: sid.into() });
 }
 
-fn update(info: proto::ParticipantInfo) -> proto::SignalResponse {
+pub(crate) fn update(info: proto::ParticipantInfo) -> proto::SignalResponse {
     proto::SignalResponse { message: Some(Resp::Update(proto::ParticipantUpdate { participants: vec![info] })) }
 }
 
