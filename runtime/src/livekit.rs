@@ -235,6 +235,21 @@ pub enum Applied {
     Ignored(String),
 }
 
+/// After a restart: the agent goes back into the LiveKit rooms of bound rooms
+/// that are ACTIVE. Returns how many.
+pub(crate) async fn resume_presence(rt: &Runtime) -> Result<usize, ApiError> {
+    let Some(lk) = rt.livekit() else { return Ok(0) };
+    let mut n = 0;
+    for id in rt.store().list_open_room_ids().await? {
+        let room = rt.store().get_room(&id).await?;
+        if let (RoomStatus::Active, Some(name)) = (room.status, &room.livekit_room) {
+            lk.agent_join(&room.id, name)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Applies a verified LiveKit webhook to the room bound to its LiveKit room.
 /// Transient failures (storage, a restarting room) are errors, so that the
 /// HTTP answer makes LiveKit retry; everything else is [`Applied`].
@@ -269,11 +284,10 @@ pub async fn apply_webhook(rt: &Runtime, event: lk::WebhookEvent) -> Result<Appl
             if p.kind == lk::participant_info::Kind::Egress as i32 {
                 return Ok(Applied::Ignored(format!("egress participant `{}` is not a participant", p.identity)));
             }
-            if let Applied::Ignored(why) = ensure_active(rt, &room).await?
-                && why.contains("is over")
-            {
-                return Ok(Applied::Ignored(why));
+            if room.status.is_terminal() {
+                return Ok(Applied::Ignored(format!("room {} is over ({})", room.id, room.status)));
             }
+            ensure_active(rt, &room).await?;
             let agent = p.kind == lk::participant_info::Kind::Agent as i32
                 || rt.livekit().is_some_and(|l| l.agent_identity() == p.identity);
             let new = NewParticipant {

@@ -435,3 +435,51 @@ async fn livekit_worker_takes_jobs_up_to_its_capacity_then_drains() {
         server.job_updates().into_iter().filter(|u| u.status == livekit_protocol::JobStatus::JsSuccess).collect();
     assert_eq!(ended.len(), 3, "the first job, the burst one and the second: {:?}", server.job_updates());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_agent_rejoins_active_rooms_after_a_restart() {
+    let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = huddle_storage::open(&format!("sqlite://{}", dir.path().join("r.db").display())).await.unwrap();
+    let livekit = LiveKitConfig {
+        url: Some(server.url().to_string()),
+        api_key: Some(KEY.into()),
+        api_secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let first = Runtime::builder().store(store.clone()).livekit(livekit.clone()).build().await.unwrap();
+    let api = first.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let mut ids = Vec::new();
+    for name in ["kept-a", "kept-b", "scheduled"] {
+        let r = api
+            .create_room(NewRoom {
+                entity_id: acme.id.clone(),
+                title: name.into(),
+                livekit_room: Some(name.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        ids.push(r.view.room.id);
+    }
+    api.start_room(&ids[0]).await.unwrap();
+    api.start_room(&ids[1]).await.unwrap();
+    crate::common::eventually("the agent is in both rooms", || async {
+        server.participants("kept-a").len() == 1 && server.participants("kept-b").len() == 1
+    })
+    .await;
+    first.shutdown().await;
+    crate::common::eventually("shutdown takes the agent out", || async {
+        server.participants("kept-a").is_empty() && server.participants("kept-b").is_empty()
+    })
+    .await;
+
+    let second = Runtime::builder().store(store).livekit(livekit).build().await.unwrap();
+    crate::common::eventually("the restarted node's agent is back in the active rooms", || async {
+        identities(&server, "kept-a") == ["huddle-agent"] && identities(&server, "kept-b") == ["huddle-agent"]
+    })
+    .await;
+    assert!(server.participants("scheduled").is_empty(), "a SCHEDULED room is not joined");
+    second.shutdown().await;
+}
