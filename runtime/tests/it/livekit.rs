@@ -413,6 +413,19 @@ async fn livekit_worker_takes_jobs_up_to_its_capacity_then_drains() {
     })
     .await;
 
+    // the server terminates the burst's job: the agent leaves that room
+    let (i, taken) = burst.iter().enumerate().find(|(_, o)| o.is_accepted()).unwrap();
+    let burst_room = format!("burst-{i}");
+    crate::common::eventually("the burst job's agent is in its room", || async {
+        server.participants(&burst_room).len() == 1
+    })
+    .await;
+    server.terminate_job(taken.job_id()).unwrap();
+    crate::common::eventually("a terminated job takes the agent out", || async {
+        server.participants(&burst_room).is_empty()
+    })
+    .await;
+
     // shutdown drains: no new jobs, the running ones end, the worker disconnects
     rt.shutdown().await;
     let gone = || {
@@ -433,7 +446,7 @@ async fn livekit_worker_takes_jobs_up_to_its_capacity_then_drains() {
     );
     let ended: Vec<_> =
         server.job_updates().into_iter().filter(|u| u.status == livekit_protocol::JobStatus::JsSuccess).collect();
-    assert_eq!(ended.len(), 3, "the first job, the burst one and the second: {:?}", server.job_updates());
+    assert_eq!(ended.len(), 3, "the first, the terminated and the second job: {:?}", server.job_updates());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
