@@ -168,29 +168,13 @@ impl LiveKit {
     ) -> Result<String, ApiError> {
         check_livekit_name("room", room)?;
         check_livekit_name("identity", identity)?;
-        let grants = VideoGrants {
-            room_join: true,
-            room: room.to_string(),
-            can_publish: Some(true),
-            can_subscribe: Some(true),
-            can_publish_data: Some(true),
-            ..Default::default()
-        };
-        self.sign(identity, name, grants, ttl.unwrap_or(self.token_ttl))
+        self.sign(identity, name, room_grants(room), ttl.unwrap_or(self.token_ttl))
     }
 
     /// The agent's token for `room`: a participant token with the agent flag.
     pub fn agent_token(&self, room: &str) -> Result<String, ApiError> {
         check_livekit_name("room", room)?;
-        let grants = VideoGrants {
-            room_join: true,
-            room: room.to_string(),
-            can_publish: Some(true),
-            can_subscribe: Some(true),
-            can_publish_data: Some(true),
-            agent: true,
-            ..Default::default()
-        };
+        let grants = VideoGrants { agent: true, ..room_grants(room) };
         self.sign(&self.agent_identity, "huddle", grants, self.token_ttl)
     }
 
@@ -210,6 +194,18 @@ impl LiveKit {
     pub fn verify_webhook(&self, body: &str, authorization: &str) -> Result<lk::WebhookEvent, WebhookError> {
         let token = authorization.strip_prefix("Bearer ").unwrap_or(authorization).trim();
         self.receiver.receive(body, token)
+    }
+}
+
+/// Join `room`, publish, subscribe and send data.
+fn room_grants(room: &str) -> VideoGrants {
+    VideoGrants {
+        room_join: true,
+        room: room.to_string(),
+        can_publish: Some(true),
+        can_subscribe: Some(true),
+        can_publish_data: Some(true),
+        ..Default::default()
     }
 }
 
