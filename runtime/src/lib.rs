@@ -384,6 +384,11 @@ impl RuntimeBuilder {
             router.start(Arc::downgrade(&rt.inner));
         }
         if let Some(lk) = &rt.inner.livekit {
+            match livekit::resume_presence(&rt).await {
+                Ok(0) => {}
+                Ok(n) => info!(rooms = n, "agent rejoining the LiveKit rooms of active rooms"),
+                Err(e) => tracing::warn!(error = %e, "agent not rejoining LiveKit rooms after the restart"),
+            }
             lk.start_worker(Arc::downgrade(&rt.inner), &rt.inner.namespace).await;
         }
         Ok(rt)

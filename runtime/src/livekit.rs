@@ -168,29 +168,13 @@ impl LiveKit {
     ) -> Result<String, ApiError> {
         check_livekit_name("room", room)?;
         check_livekit_name("identity", identity)?;
-        let grants = VideoGrants {
-            room_join: true,
-            room: room.to_string(),
-            can_publish: Some(true),
-            can_subscribe: Some(true),
-            can_publish_data: Some(true),
-            ..Default::default()
-        };
-        self.sign(identity, name, grants, ttl.unwrap_or(self.token_ttl))
+        self.sign(identity, name, room_grants(room), ttl.unwrap_or(self.token_ttl))
     }
 
     /// The agent's token for `room`: a participant token with the agent flag.
     pub fn agent_token(&self, room: &str) -> Result<String, ApiError> {
         check_livekit_name("room", room)?;
-        let grants = VideoGrants {
-            room_join: true,
-            room: room.to_string(),
-            can_publish: Some(true),
-            can_subscribe: Some(true),
-            can_publish_data: Some(true),
-            agent: true,
-            ..Default::default()
-        };
+        let grants = VideoGrants { agent: true, ..room_grants(room) };
         self.sign(&self.agent_identity, "huddle", grants, self.token_ttl)
     }
 
@@ -210,6 +194,18 @@ impl LiveKit {
     pub fn verify_webhook(&self, body: &str, authorization: &str) -> Result<lk::WebhookEvent, WebhookError> {
         let token = authorization.strip_prefix("Bearer ").unwrap_or(authorization).trim();
         self.receiver.receive(body, token)
+    }
+}
+
+/// Join `room`, publish, subscribe and send data.
+fn room_grants(room: &str) -> VideoGrants {
+    VideoGrants {
+        room_join: true,
+        room: room.to_string(),
+        can_publish: Some(true),
+        can_subscribe: Some(true),
+        can_publish_data: Some(true),
+        ..Default::default()
     }
 }
 
@@ -233,6 +229,21 @@ pub enum Applied {
     /// Nothing to do: a room huddle does not know, an event it does not use,
     /// or a change that was already made.
     Ignored(String),
+}
+
+/// After a restart: the agent goes back into the LiveKit rooms of bound rooms
+/// that are ACTIVE. Returns how many.
+pub(crate) async fn resume_presence(rt: &Runtime) -> Result<usize, ApiError> {
+    let Some(lk) = rt.livekit() else { return Ok(0) };
+    let mut n = 0;
+    for id in rt.store().list_open_room_ids().await? {
+        let room = rt.store().get_room(&id).await?;
+        if let (RoomStatus::Active, Some(name)) = (room.status, &room.livekit_room) {
+            lk.agent_join(&room.id, name)?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Applies a verified LiveKit webhook to the room bound to its LiveKit room.
@@ -269,11 +280,10 @@ pub async fn apply_webhook(rt: &Runtime, event: lk::WebhookEvent) -> Result<Appl
             if p.kind == lk::participant_info::Kind::Egress as i32 {
                 return Ok(Applied::Ignored(format!("egress participant `{}` is not a participant", p.identity)));
             }
-            if let Applied::Ignored(why) = ensure_active(rt, &room).await?
-                && why.contains("is over")
-            {
-                return Ok(Applied::Ignored(why));
+            if room.status.is_terminal() {
+                return Ok(Applied::Ignored(format!("room {} is over ({})", room.id, room.status)));
             }
+            ensure_active(rt, &room).await?;
             let agent = p.kind == lk::participant_info::Kind::Agent as i32
                 || rt.livekit().is_some_and(|l| l.agent_identity() == p.identity);
             let new = NewParticipant {

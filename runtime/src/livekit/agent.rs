@@ -275,12 +275,31 @@ impl JobHandler for RuntimeJobs {
             return Err(fail(reason));
         }
         info!(room_id = %room.id, job = %job.id, "LiveKit job running");
+        // An aborted job (a drain deadline, a server termination) takes the agent out too.
+        let guard = LeaveOnDrop { rt: self.rt.clone(), room_id: room.id.clone() };
         Ok(Box::pin(async move {
+            let _guard = guard;
             let ended = state.wait_for(|p| matches!(p, Presence::Ended { .. })).await.map(|p| p.clone());
             match ended {
                 Ok(Presence::Ended { reason }) if reason.contains("refused") => Err(LiveKitError::Job(reason)),
                 _ => Ok(()),
             }
         }))
+    }
+}
+
+/// Takes the agent out of a room when a job's future is dropped.
+struct LeaveOnDrop {
+    rt: Weak<crate::Inner>,
+    room_id: String,
+}
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        if let Some(inner) = self.rt.upgrade()
+            && let Some(lk) = &inner.livekit
+        {
+            lk.presence().leave(&self.room_id);
+        }
     }
 }

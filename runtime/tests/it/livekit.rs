@@ -70,6 +70,21 @@ async fn deliver(http: std::net::SocketAddr, body: &str) -> (u16, String) {
     post(http, body, Some(signature(body, KEY, SECRET))).await
 }
 
+async fn bound(
+    api: &huddle_runtime::Api,
+    entity_id: &str,
+    title: &str,
+    livekit_room: &str,
+) -> Result<huddle_runtime::RoomDetails, ApiError> {
+    api.create_room(NewRoom {
+        entity_id: entity_id.to_string(),
+        title: title.into(),
+        livekit_room: Some(livekit_room.into()),
+        ..Default::default()
+    })
+    .await
+}
+
 fn room_event(event: &str, room: &str, id: &str) -> String {
     format!(
         r#"{{"event":"{event}","room":{{"sid":"RM_{room}","name":"{room}","emptyTimeout":300,"creationTime":"1764480000"}},"id":"{id}","createdAt":"1764480000"}}"#
@@ -87,15 +102,7 @@ async fn livekit_webhooks_keep_the_bound_room_in_step() {
     let n = node(true).await;
     let api = n.rt.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
-    let room = api
-        .create_room(NewRoom {
-            entity_id: acme.id.clone(),
-            title: "Standup".into(),
-            livekit_room: Some("standup-42".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let room = bound(&api, &acme.id, "Standup", "standup-42").await.unwrap();
     let id = room.view.room.id.clone();
     assert_eq!(room.view.room.livekit_room.as_deref(), Some("standup-42"));
 
@@ -160,27 +167,11 @@ async fn livekit_webhooks_keep_the_bound_room_in_step() {
     assert_eq!(recs[0].ended_at_ms, Some(1_764_480_060_000));
 
     // the name is free again for a new room; webhooks now go to the new one
-    let next = api
-        .create_room(NewRoom {
-            entity_id: acme.id.clone(),
-            title: "Standup 2".into(),
-            livekit_room: Some("standup-42".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let next = bound(&api, &acme.id, "Standup 2", "standup-42").await.unwrap();
     deliver(n.http, &room_event("room_started", "standup-42", "EV_8")).await;
     assert_eq!(api.get_room(&next.view.room.id).await.unwrap().view.room.status, RoomStatus::Active);
     // ... but not while it is open
-    let dup = api
-        .create_room(NewRoom {
-            entity_id: acme.id.clone(),
-            title: "Clash".into(),
-            livekit_room: Some("standup-42".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let dup = bound(&api, &acme.id, "Clash", "standup-42").await.unwrap_err();
     assert!(matches!(dup, ApiError::AlreadyExists { .. }), "{dup}");
 
     // rooms huddle does not know are acknowledged and ignored
@@ -194,15 +185,7 @@ async fn livekit_webhooks_with_bad_signatures_are_refused() {
     let n = node(true).await;
     let api = n.rt.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
-    let room = api
-        .create_room(NewRoom {
-            entity_id: acme.id.clone(),
-            title: "Standup".into(),
-            livekit_room: Some("guarded".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let room = bound(&api, &acme.id, "Standup", "guarded").await.unwrap();
     let body = room_event("room_started", "guarded", "EV_1");
     let other = room_event("room_finished", "guarded", "EV_2");
     let forged = [
@@ -248,19 +231,11 @@ async fn livekit_join_returns_a_participant_token() {
     let n = node(true).await;
     let api = n.rt.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
-    let bound = api
-        .create_room(NewRoom {
-            entity_id: acme.id.clone(),
-            title: "Standup".into(),
-            livekit_room: Some("daily".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    api.start_room(&bound.view.room.id).await.unwrap();
+    let daily = bound(&api, &acme.id, "Standup", "daily").await.unwrap();
+    api.start_room(&daily.view.room.id).await.unwrap();
     let mut ada = crate::common::human("Ada");
     ada.identity = "ada@acme".into();
-    let (p, access) = api.join_room_with_access(&bound.view.room.id, ada).await.unwrap();
+    let (p, access) = api.join_room_with_access(&daily.view.room.id, ada).await.unwrap();
     let access = access.expect("a LiveKit-backed room gives LiveKit access");
     assert_eq!(access.url, "ws://livekit.test:7880");
     let claims = TokenVerifier::with_api_key(KEY, SECRET).verify(&access.token).unwrap();
@@ -279,15 +254,7 @@ async fn livekit_join_returns_a_participant_token() {
     assert!(none.is_none());
 
     // names LiveKit would refuse are refused up front
-    let err = api
-        .create_room(NewRoom {
-            entity_id: acme.id,
-            title: "x".into(),
-            livekit_room: Some("line\nbreak".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = bound(&api, &acme.id, "x", "line\nbreak").await.unwrap_err();
     assert!(matches!(err, ApiError::InvalidArgument { field: "livekit_room", .. }), "{err}");
     n.stop.cancel();
 }
@@ -322,15 +289,7 @@ async fn livekit_agent_joins_a_started_room_and_leaves_when_it_ends() {
     let rt = node_on(&server, None).await;
     let api = rt.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
-    let room = api
-        .create_room(NewRoom {
-            entity_id: acme.id.clone(),
-            title: "Standup".into(),
-            livekit_room: Some("lk-standup".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let room = bound(&api, &acme.id, "Standup", "lk-standup").await.unwrap();
     let id = room.view.room.id.clone();
     assert!(identities(&server, "lk-standup").is_empty(), "nobody joins a SCHEDULED room");
     api.start_room(&id).await.unwrap();
@@ -413,6 +372,19 @@ async fn livekit_worker_takes_jobs_up_to_its_capacity_then_drains() {
     })
     .await;
 
+    // the server terminates the burst's job: the agent leaves that room
+    let (i, taken) = burst.iter().enumerate().find(|(_, o)| o.is_accepted()).unwrap();
+    let burst_room = format!("burst-{i}");
+    crate::common::eventually("the burst job's agent is in its room", || async {
+        server.participants(&burst_room).len() == 1
+    })
+    .await;
+    server.terminate_job(taken.job_id()).unwrap();
+    crate::common::eventually("a terminated job takes the agent out", || async {
+        server.participants(&burst_room).is_empty()
+    })
+    .await;
+
     // shutdown drains: no new jobs, the running ones end, the worker disconnects
     rt.shutdown().await;
     let gone = || {
@@ -433,5 +405,45 @@ async fn livekit_worker_takes_jobs_up_to_its_capacity_then_drains() {
     );
     let ended: Vec<_> =
         server.job_updates().into_iter().filter(|u| u.status == livekit_protocol::JobStatus::JsSuccess).collect();
-    assert_eq!(ended.len(), 3, "the first job, the burst one and the second: {:?}", server.job_updates());
+    assert_eq!(ended.len(), 3, "the first, the terminated and the second job: {:?}", server.job_updates());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_agent_rejoins_active_rooms_after_a_restart() {
+    let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = huddle_storage::open(&format!("sqlite://{}", dir.path().join("r.db").display())).await.unwrap();
+    let livekit = LiveKitConfig {
+        url: Some(server.url().to_string()),
+        api_key: Some(KEY.into()),
+        api_secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let first = Runtime::builder().store(store.clone()).livekit(livekit.clone()).build().await.unwrap();
+    let api = first.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let mut ids = Vec::new();
+    for name in ["kept-a", "kept-b", "scheduled"] {
+        let r = bound(&api, &acme.id, name, name).await.unwrap();
+        ids.push(r.view.room.id);
+    }
+    api.start_room(&ids[0]).await.unwrap();
+    api.start_room(&ids[1]).await.unwrap();
+    crate::common::eventually("the agent is in both rooms", || async {
+        server.participants("kept-a").len() == 1 && server.participants("kept-b").len() == 1
+    })
+    .await;
+    first.shutdown().await;
+    crate::common::eventually("shutdown takes the agent out", || async {
+        server.participants("kept-a").is_empty() && server.participants("kept-b").is_empty()
+    })
+    .await;
+
+    let second = Runtime::builder().store(store).livekit(livekit).build().await.unwrap();
+    crate::common::eventually("the restarted node's agent is back in the active rooms", || async {
+        identities(&server, "kept-a") == ["huddle-agent"] && identities(&server, "kept-b") == ["huddle-agent"]
+    })
+    .await;
+    assert!(server.participants("scheduled").is_empty(), "a SCHEDULED room is not joined");
+    second.shutdown().await;
 }
