@@ -126,6 +126,7 @@ pub struct RuntimeBuilder {
     knowledge: KnowledgeConfig,
     notify: NotifyConfig,
     livekit: LiveKitConfig,
+    livekit_transport: Option<Arc<dyn huddle_actors::livekit::RoomTransport>>,
     request_timeout: Duration,
 }
 
@@ -139,6 +140,7 @@ impl Runtime {
             knowledge: KnowledgeConfig::default(),
             notify: NotifyConfig::default(),
             livekit: LiveKitConfig::default(),
+            livekit_transport: None,
             request_timeout: Duration::from_millis(config::ServerConfig::default().request_timeout_ms),
         }
     }
@@ -297,6 +299,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How the agent joins LiveKit rooms [default: WebRTC with webrtc-rs].
+    pub fn livekit_transport(mut self, transport: Arc<dyn huddle_actors::livekit::RoomTransport>) -> Self {
+        self.livekit_transport = Some(transport);
+        self
+    }
+
     pub fn notify(mut self, notify: NotifyConfig) -> Self {
         self.notify = notify;
         self
@@ -371,7 +379,11 @@ impl RuntimeBuilder {
                 speech: speech::Speech::new(self.speech, Some(listener)),
                 knowledge,
                 notify: self.notify,
-                livekit: livekit::LiveKit::from_config(&self.livekit).map(Arc::new),
+                livekit: match self.livekit_transport {
+                    Some(t) => livekit::LiveKit::with_transport(&self.livekit, t),
+                    None => livekit::LiveKit::from_config(&self.livekit),
+                }
+                .map(Arc::new),
                 endpoint_cache,
                 enqueuer,
                 chat: chat::ChatHub::default(),
@@ -384,6 +396,7 @@ impl RuntimeBuilder {
             router.start(Arc::downgrade(&rt.inner));
         }
         if let Some(lk) = &rt.inner.livekit {
+            lk.presence().attach(Arc::downgrade(&rt.inner));
             match livekit::resume_presence(&rt).await {
                 Ok(0) => {}
                 Ok(n) => info!(rooms = n, "agent rejoining the LiveKit rooms of active rooms"),

@@ -66,7 +66,7 @@ pub fn check_livekit_name(field: &'static str, value: &str) -> Result<(), ApiErr
 impl LiveKit {
     /// `None` unless URL, API key and secret are all configured.
     pub fn from_config(cfg: &LiveKitConfig) -> Option<LiveKit> {
-        Self::with_transport(cfg, std::sync::Arc::new(huddle_actors::livekit::SignalTransport::default()))
+        Self::with_transport(cfg, std::sync::Arc::new(huddle_actors::livekit::WebRtcTransport::default()))
     }
 
     /// As [`LiveKit::from_config`], joining rooms through `transport`.

@@ -55,6 +55,8 @@ pub struct AgentPresence {
     transport: Arc<dyn RoomTransport>,
     slots: DashMap<String, Slot>,
     backoff: (Duration, Duration),
+    /// Where heard audio goes: the rooms of this runtime.
+    rt: std::sync::OnceLock<Weak<crate::Inner>>,
 }
 
 impl AgentPresence {
@@ -63,7 +65,13 @@ impl AgentPresence {
             transport,
             slots: DashMap::new(),
             backoff: (Duration::from_millis(500), Duration::from_secs(15)),
+            rt: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Audio the agent hears goes into this runtime's rooms.
+    pub(crate) fn attach(&self, rt: Weak<crate::Inner>) {
+        let _ = self.rt.set(rt);
     }
 
     /// Makes the agent join the LiveKit room at `url` with `token` for huddle
@@ -94,6 +102,7 @@ impl AgentPresence {
                     stop,
                     state_tx,
                     backoff: self.backoff,
+                    rt: self.rt.get().cloned(),
                 };
                 tokio::spawn(task.run());
                 state
@@ -137,6 +146,7 @@ struct PresenceTask {
     stop: CancellationToken,
     state_tx: watch::Sender<Presence>,
     backoff: (Duration, Duration),
+    rt: Option<Weak<crate::Inner>>,
 }
 
 impl PresenceTask {
@@ -165,6 +175,20 @@ impl PresenceTask {
             let sid = session.join.participant.as_ref().map(|p| p.sid.clone()).unwrap_or_default();
             info!(room_id = %self.room_id, sid = %sid, "agent joined the LiveKit room");
             self.state_tx.send_replace(Presence::Joined { sid });
+            let names: Names = Arc::new(std::sync::Mutex::new(
+                session
+                    .join
+                    .other_participants
+                    .iter()
+                    .map(|p| (p.sid.clone(), (p.identity.clone(), p.name.clone())))
+                    .collect(),
+            ));
+            let hearing = match (session.audio.take(), &self.rt) {
+                (Some(audio), Some(rt)) => {
+                    Some(tokio::spawn(hear(rt.clone(), self.room_id.clone(), audio, names.clone())))
+                }
+                _ => None,
+            };
             // Hold the session until the room ends, LiveKit closes it, or it drops.
             let closed = loop {
                 tokio::select! {
@@ -175,6 +199,12 @@ impl PresenceTask {
                         break None;
                     }
                     ev = session.events.recv() => match ev.and_then(|e| e.message) {
+                        Some(lk::signal_response::Message::Update(u)) => {
+                            let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
+                            for p in u.participants {
+                                names.insert(p.sid, (p.identity, p.name));
+                            }
+                        }
                         Some(lk::signal_response::Message::Leave(l)) => {
                             break Some(format!("LiveKit asked the agent to leave (reason {})", l.reason));
                         }
@@ -189,6 +219,10 @@ impl PresenceTask {
                     },
                 }
             };
+            if let Some(h) = hearing {
+                // the audio channel ends with the session; the streams finish their last words
+                let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+            }
             match closed {
                 None => break "the room ended".to_string(),
                 Some(why) if !why.is_empty() => break why,
@@ -210,6 +244,83 @@ impl PresenceTask {
             _ = tokio::time::sleep(delay) => true,
         }
     }
+}
+
+/// LiveKit participant sid -> (identity, name).
+type Names = Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>;
+
+/// Feeds what the agent hears into the room: each LiveKit participant's audio
+/// becomes one audio stream of the huddle participant with the same identity
+/// (joined to the room if it is not there yet), so transcripts are attributed.
+async fn hear(
+    rt: Weak<crate::Inner>,
+    room_id: String,
+    mut audio: tokio::sync::mpsc::Receiver<huddle_actors::livekit::AudioFrame>,
+    names: Names,
+) {
+    use std::collections::HashMap;
+    // None: this participant's audio could not be opened; its frames are dropped.
+    let mut streams: HashMap<String, Option<crate::AudioStream>> = HashMap::new();
+    while let Some(frame) = audio.recv().await {
+        if !streams.contains_key(&frame.participant_sid) {
+            let known = names.lock().unwrap_or_else(|e| e.into_inner()).get(&frame.participant_sid).cloned();
+            let Some((identity, name)) = known else {
+                tracing::debug!(room_id = %room_id, sid = %frame.participant_sid, "audio from an unknown participant; dropped");
+                continue;
+            };
+            let Some(inner) = rt.upgrade() else { break };
+            let api = crate::Runtime { inner }.admin();
+            let opened = open_stream(&api, &room_id, &identity, &name, frame.sample_rate).await;
+            if let Err(e) = &opened {
+                warn!(room_id = %room_id, identity = %identity, error = %e, "cannot transcribe a LiveKit participant");
+            }
+            streams.insert(frame.participant_sid.clone(), opened.ok());
+        }
+        if let Some(Some(stream)) = streams.get_mut(&frame.participant_sid) {
+            let bytes: Vec<u8> = frame.pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+            if let Err(e) = stream.push_pcm16(&bytes).await {
+                warn!(room_id = %room_id, sid = %frame.participant_sid, error = %e, "LiveKit audio not transcribed");
+                streams.insert(frame.participant_sid.clone(), None);
+            }
+        }
+    }
+    for stream in streams.into_values().flatten() {
+        if let Err(e) = stream.finish().await {
+            warn!(room_id = %room_id, error = %e, "the last LiveKit audio was not transcribed");
+        }
+    }
+}
+
+/// The audio stream of the room's participant with `identity`, joining them first if needed.
+async fn open_stream(
+    api: &crate::Api,
+    room_id: &str,
+    identity: &str,
+    name: &str,
+    sample_rate: u32,
+) -> Result<crate::AudioStream, ApiError> {
+    let present = |d: &crate::RoomDetails| {
+        d.view.participants.iter().find(|p| p.identity == identity && p.is_present()).map(|p| p.id.clone())
+    };
+    let pid = match present(&api.get_room(room_id).await?) {
+        Some(id) => id,
+        None => {
+            let new = huddle_core::NewParticipant {
+                kind: huddle_core::ParticipantKind::Human,
+                display_name: if name.trim().is_empty() { identity.to_string() } else { name.to_string() },
+                email: None,
+                phone: None,
+                identity: identity.to_string(),
+            };
+            match api.join_room(room_id, new).await {
+                Ok(p) => p.id,
+                Err(ApiError::AlreadyExists { .. }) => present(&api.get_room(room_id).await?)
+                    .ok_or_else(|| ApiError::Internal(format!("participant `{identity}` vanished")))?,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    api.open_audio(room_id, &pid, sample_rate).await
 }
 
 /// Runs LiveKit agent jobs: the assigned LiveKit room's huddle room (the bound

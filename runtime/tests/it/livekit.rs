@@ -447,3 +447,82 @@ async fn livekit_agent_rejoins_active_rooms_after_a_restart() {
     assert!(server.participants("scheduled").is_empty(), "a SCHEDULED room is not joined");
     second.shutdown().await;
 }
+
+/// espeak-ng speech resampled by sox to 48 kHz mono, then `silence_ms` of silence.
+fn speech_48k(text: &str, silence_ms: usize) -> Vec<i16> {
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, raw) = (dir.path().join("s.wav"), dir.path().join("s.raw"));
+    let ok = std::process::Command::new("espeak-ng").arg("-w").arg(&wav).arg(text).status();
+    assert!(ok.expect("espeak-ng must be installed").success());
+    let ok = std::process::Command::new("sox")
+        .arg(&wav)
+        .args(["-r", "48000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw"])
+        .arg(&raw)
+        .status();
+    assert!(ok.expect("sox must be installed").success());
+    let mut pcm: Vec<i16> =
+        std::fs::read(&raw).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    pcm.extend(std::iter::repeat_n(0, 48 * silence_ms));
+    pcm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_agent_hears_a_participant_and_transcribes_them() {
+    let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
+    let published = server.publish_audio(
+        "hear-room",
+        "ada",
+        speech_48k("The quarterly numbers look good, let us ship on Friday.", 1_500),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let speech = huddle_runtime::SpeechConfig {
+        whisper_model: Some(crate::speech::model_path()),
+        fetch_missing: false,
+        ..Default::default()
+    };
+    let livekit = LiveKitConfig {
+        url: Some(server.url().to_string()),
+        api_key: Some(KEY.into()),
+        api_secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let transport = huddle_actors::livekit::WebRtcTransport::new(huddle_actors::livekit::WebRtcOptions {
+        include_loopback_candidates: true,
+        ..Default::default()
+    });
+    let rt = Runtime::builder()
+        .database_url(format!("sqlite://{}", dir.path().join("hear.db").display()))
+        .speech(speech)
+        .livekit(livekit)
+        .livekit_transport(std::sync::Arc::new(transport))
+        .build()
+        .await
+        .unwrap();
+    let api = rt.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let room = bound(&api, &acme.id, "Hearing", "hear-room").await.unwrap();
+    let id = room.view.room.id.clone();
+    api.start_room(&id).await.unwrap();
+
+    // the participant's speech arrives over WebRTC, is decoded and transcribed, attributed to them
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let segments = loop {
+        let page =
+            api.get_transcript(&id, huddle_storage::PageRequest { size: 50, token: String::new() }).await.unwrap();
+        if !page.items.is_empty() || std::time::Instant::now() > deadline {
+            break page.items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(!segments.is_empty(), "no transcript within 60 s");
+    let text = segments.iter().map(|s| s.text.to_lowercase()).collect::<Vec<_>>().join(" ");
+    for word in ["quarterly", "numbers", "friday"] {
+        assert!(text.contains(word), "`{word}` missing from `{text}`");
+    }
+    let ada = api.get_room(&id).await.unwrap().view.participants.into_iter().find(|p| p.identity == "ada");
+    let ada = ada.expect("the LiveKit participant became a room participant");
+    assert!(segments.iter().all(|s| s.participant_id == ada.id));
+    assert!(!published.participant_sid.is_empty());
+    api.end_room(&id).await.unwrap();
+    rt.shutdown().await;
+}
