@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`livekit`]: [`livekit::LiveKitTestServer`], a test double of a LiveKit server's
-//!   signalling (`/rtc`) and agent (`/agent`) endpoints; no media
+//!   signalling (`/rtc`) and agent (`/agent`) endpoints, with an Opus media peer
+//! - [`eventually`] and [`within`]: polling helpers for tests (no fixed sleeps)
 //!
 //! # Example
 //! ```
@@ -16,3 +17,29 @@
 //! ```
 
 pub mod livekit;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Polls `check` every 10 ms until it returns true or 10 s pass, then panics naming `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Awaits `future` for at most 10 s, then panics naming `what`.
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
+}

@@ -277,8 +277,8 @@ async fn hear(
             streams.insert(frame.participant_sid.clone(), opened.ok());
         }
         if let Some(Some(stream)) = streams.get_mut(&frame.participant_sid) {
-            let bytes: Vec<u8> = frame.pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
-            if let Err(e) = stream.push_pcm16(&bytes).await {
+            let samples: Vec<f32> = frame.pcm.iter().map(|&s| f32::from(s) / 32_768.0).collect();
+            if let Err(e) = stream.push(&samples).await {
                 warn!(room_id = %room_id, sid = %frame.participant_sid, error = %e, "LiveKit audio not transcribed");
                 streams.insert(frame.participant_sid.clone(), None);
             }

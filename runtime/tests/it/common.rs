@@ -1,9 +1,7 @@
 //! Fixtures: runtimes on fresh SQLite files or fresh Postgres schemas, and a
 //! polling helper.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use huddle_core::{NewEntity, NewParticipant, NewRoom, ParticipantKind};
 use huddle_runtime::{Api, RoomDetails, RoomsConfig, Runtime};
@@ -41,21 +39,7 @@ fn uuid_like() -> String {
     huddle_core::new_id().replace('-', "")[16..].to_string()
 }
 
-/// Polls `check` every 10 ms until it returns true or 5 s pass.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
+pub use huddle_testsupport::eventually;
 
 pub async fn entity(api: &Api, name: &str, max: Option<u32>) -> huddle_core::Entity {
     api.create_entity(NewEntity { name: name.into(), max_participants: max, ..Default::default() }).await.unwrap()
