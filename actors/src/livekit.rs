@@ -7,12 +7,14 @@
 //! # Layout
 //! - this file: [`LiveKitError`], the [`RoomTransport`] trait and [`RoomSession`]
 //! - [`signal`]: [`signal::SignalClient`], a participant's `/rtc` signalling connection
-//! - [`media`]: [`media::WebRtcTransport`], signalling plus the subscriber peer connection
-//!   (webrtc-rs), remote Opus audio decoded to [`media::AudioFrame`]s
+//! - [`media`]: [`media::WebRtcTransport`], signalling plus both peer connections
+//!   (webrtc-rs): remote Opus audio decoded to [`media::AudioFrame`]s, and data channels
+//! - [`data`]: [`data::DataSender`] and the `DataPacket`s huddle publishes (captions, topics)
 //! - [`worker`]: [`worker::WorkerActor`], LiveKit's agent worker protocol (`/agent`)
 //!
 //! Only `ws://` URLs are supported until a TLS feature of `tokio-tungstenite` is enabled.
 
+pub mod data;
 pub mod media;
 pub mod signal;
 pub mod worker;
@@ -23,6 +25,7 @@ use async_trait::async_trait;
 use livekit_protocol as proto;
 use tokio::sync::mpsc;
 
+pub use data::{DataSender, Reliability};
 pub use media::{AUDIO_SAMPLE_RATE, AudioFrame, WebRtcOptions, WebRtcTransport};
 pub use signal::{SignalClient, SignalOptions, SignalTransport};
 pub use worker::{JobHandler, JobRun, WorkerActor, WorkerArgs, WorkerMsg, WorkerView};
@@ -54,7 +57,7 @@ pub enum LiveKitError {
 pub type Result<T, E = LiveKitError> = std::result::Result<T, E>;
 
 /// Joins LiveKit rooms. [`SignalTransport`] speaks the signalling protocol directly,
-/// [`WebRtcTransport`] adds subscribed audio; an
+/// [`WebRtcTransport`] adds subscribed audio and published data; an
 /// adapter over the official `livekit` crate can implement this where that crate builds.
 #[async_trait]
 pub trait RoomTransport: Send + Sync + 'static {
@@ -69,6 +72,9 @@ pub struct RoomSession {
     /// Decoded remote audio, when the transport carries media (`None` for
     /// [`SignalTransport`]); ends when the session ends.
     pub audio: Option<mpsc::Receiver<AudioFrame>>,
+    /// Publishes `DataPacket`s into the room, when the transport carries data (`None` for
+    /// [`SignalTransport`]).
+    pub data: Option<DataSender>,
     control: Box<dyn RoomControl>,
 }
 
@@ -78,12 +84,18 @@ impl RoomSession {
         events: mpsc::UnboundedReceiver<proto::SignalResponse>,
         control: Box<dyn RoomControl>,
     ) -> Self {
-        Self { join, events, audio: None, control }
+        Self { join, events, audio: None, data: None, control }
     }
 
     /// Attaches the receiver of decoded remote audio.
     pub fn with_audio(mut self, audio: mpsc::Receiver<AudioFrame>) -> Self {
         self.audio = Some(audio);
+        self
+    }
+
+    /// Attaches the sender of published data.
+    pub fn with_data(mut self, data: DataSender) -> Self {
+        self.data = Some(data);
         self
     }
 

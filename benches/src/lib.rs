@@ -16,6 +16,8 @@
 //! - [`serve`]: those two servers
 //! - [`knowledge`]: the embedding model against sentence-transformers, the HNSW index
 //!   against hnswlib and faiss (Python peers in cached virtualenvs)
+//! - [`livekit`]: speech published into LiveKit rooms (on `LiveKitTestServer`) -> the
+//!   agent's captions back in the room, against the same speech through StreamAudio
 //! - [`notify`]: the notification outbox delivering webhooks, against direct posts
 //! - [`speech`]: whisper decoding speed per model, end-of-speech -> transcript
 //!   latency at N concurrent real-time streams, against the naive whole-file run
@@ -37,6 +39,7 @@ pub mod alloc;
 pub mod fixture;
 pub mod grpc;
 pub mod knowledge;
+pub mod livekit;
 pub mod notify;
 pub mod report;
 pub mod serve;

@@ -22,7 +22,7 @@ use tokio_stream::StreamExt;
 use crate::report::{Latencies, Measurement, Reporter, Summary};
 
 const BENCH: &str = "speech";
-const RATE: usize = 16_000;
+pub(crate) const RATE: usize = 16_000;
 
 /// What one meeting participant says, one sentence per utterance.
 const SENTENCES: &[&str] = &[
@@ -48,18 +48,23 @@ pub struct SpeechOpts {
 }
 
 /// A synthetic meeting: 16 kHz samples and the truth about them.
-struct Meeting {
-    samples: Vec<f32>,
+pub(crate) struct Meeting {
+    pub(crate) samples: Vec<f32>,
     /// (start sample, end sample, text) of each sentence.
-    sentences: Vec<(usize, usize, &'static str)>,
+    pub(crate) sentences: Vec<(usize, usize, &'static str)>,
 }
 
 impl Meeting {
     fn synthesize(pause_ms: usize) -> Result<Meeting> {
+        Self::synthesize_first(SENTENCES.len(), pause_ms)
+    }
+
+    /// The first `count` sentences, each followed by `pause_ms` of silence.
+    pub(crate) fn synthesize_first(count: usize, pause_ms: usize) -> Result<Meeting> {
         let dir = tempfile::tempdir()?;
         let mut samples = vec![0.0f32; RATE / 2];
         let mut sentences = Vec::new();
-        for (i, text) in SENTENCES.iter().enumerate() {
+        for (i, text) in SENTENCES.iter().take(count).enumerate() {
             let wav = dir.path().join(format!("{i}.wav"));
             let status = Command::new("espeak-ng")
                 .args(["-v", "en-us", "-s", "160", "-w"])
@@ -84,7 +89,7 @@ impl Meeting {
         Ok(Meeting { samples, sentences })
     }
 
-    fn seconds(&self) -> f64 {
+    pub(crate) fn seconds(&self) -> f64 {
         self.samples.len() as f64 / RATE as f64
     }
 
@@ -93,7 +98,7 @@ impl Meeting {
     }
 }
 
-fn install(dir: &std::path::Path, spec: &str, rep: &Reporter) -> Result<(String, PathBuf)> {
+pub(crate) fn install(dir: &std::path::Path, spec: &str, rep: &Reporter) -> Result<(String, PathBuf)> {
     let (model, quant) = spec.split_once(':').unwrap_or((spec, "q8_0"));
     let model: WhisperModel = model.parse().map_err(anyhow::Error::msg)?;
     let quant: Quant = quant.parse().map_err(anyhow::Error::msg)?;
@@ -343,14 +348,14 @@ fn counts_max(counts: &[usize]) -> usize {
     counts.iter().copied().max().unwrap_or(0)
 }
 
-struct StreamsResult {
-    latency: Latencies,
+pub(crate) struct StreamsResult {
+    pub(crate) latency: Latencies,
     dropped_ms: u64,
     missing: usize,
     wer: f64,
 }
 
-async fn realtime_streams(
+pub(crate) async fn realtime_streams(
     model: &std::path::Path,
     meeting: &Meeting,
     n: usize,
@@ -467,7 +472,7 @@ async fn realtime_streams(
 }
 
 /// Seconds from `t` to the sentence's span (0 inside it).
-fn distance(t: f64, sentence: &(usize, usize, &str)) -> f64 {
+pub(crate) fn distance(t: f64, sentence: &(usize, usize, &str)) -> f64 {
     let (s, e) = (sentence.0 as f64 / RATE as f64, sentence.1 as f64 / RATE as f64);
     if t < s {
         s - t

@@ -58,6 +58,12 @@ pub struct LiveKitConfig {
     /// The entity that owns rooms created for jobs whose LiveKit room no room
     /// is bound to; unset: such jobs fail.
     pub worker_entity: Option<String>,
+    /// Publish each final transcript segment into the LiveKit room as a
+    /// `Transcription` packet, which LiveKit clients show as captions.
+    pub captions: bool,
+    /// The data topic suggestions are published on as JSON (reliable); empty:
+    /// suggestions are not published.
+    pub suggestion_topic: String,
 }
 
 impl Default for LiveKitConfig {
@@ -72,6 +78,8 @@ impl Default for LiveKitConfig {
             agent_name: "huddle".into(),
             max_jobs: 4,
             worker_entity: None,
+            captions: true,
+            suggestion_topic: "huddle.suggestion".into(),
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::error::ApiError;
 
 pub mod agent;
 
-pub use agent::{AgentPresence, Presence};
+pub use agent::{AgentPresence, Presence, Publishing};
 
 /// Longest LiveKit room name or identity huddle accepts.
 pub const MAX_LIVEKIT_NAME: usize = 128;
@@ -84,7 +84,7 @@ impl LiveKit {
             agent_identity: cfg.agent_identity.clone(),
             token_ttl: Duration::from_secs(cfg.token_ttl_secs),
             receiver: WebhookReceiver::new(TokenVerifier::with_api_key(key, secret)),
-            presence: AgentPresence::new(transport),
+            presence: AgentPresence::new(transport, Publishing::from_config(cfg)),
             worker: std::sync::OnceLock::new(),
             config: cfg.clone(),
         })

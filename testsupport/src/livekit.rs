@@ -10,10 +10,11 @@
 //! - this file: the server handle, the accept loop, authorisation and routing, shared state
 //! - [`rtc`]: `/rtc`, one participant's signalling connection (join, updates, leave, pings)
 //! - [`agent`]: `/agent`, one agent worker's connection, and job dispatch
-//! - [`media`]: the subscriber peer (webrtc-rs, Opus) a joining participant receives audio on
+//! - [`media`]: the subscriber peer (webrtc-rs, Opus) a joining participant receives audio on,
+//!   and the publisher peer that answers the participant's offer and receives its data channels
 //!
-//! Only the subscriber connection exists: a client's own `offer` (publisher connection) is
-//! recorded, not answered.
+//! Unlike LiveKit's SFU, the server does not forward data packets or published tracks to
+//! other participants; it records them for tests to inspect.
 
 mod agent;
 mod media;
@@ -23,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use livekit_api::access_token::{AccessToken, TokenVerifier, VideoGrants};
 use livekit_protocol as proto;
@@ -143,9 +144,53 @@ pub struct PublishedTrack {
     pub track_sid: String,
 }
 
+/// A `DataPacket` a participant sent on its publisher connection's data channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedData {
+    pub room: String,
+    /// The sender.
+    pub identity: String,
+    /// The data channel's label: `_reliable` or `_lossy`.
+    pub channel: String,
+    pub packet: proto::DataPacket,
+    /// When the server received it.
+    pub at: Instant,
+}
+
+impl ReceivedData {
+    /// The caption, when the packet is a `Transcription`.
+    pub fn transcription(&self) -> Option<&proto::Transcription> {
+        match &self.packet.value {
+            Some(proto::data_packet::Value::Transcription(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The user packet, when the packet is one on `topic`.
+    pub fn user_on(&self, topic: &str) -> Option<&proto::UserPacket> {
+        match &self.packet.value {
+            Some(proto::data_packet::Value::User(u)) if u.topic.as_deref() == Some(topic) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+/// When a published track started playing to a subscribing participant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Playback {
+    pub room: String,
+    /// The participant hearing it.
+    pub subscriber: String,
+    pub track_sid: String,
+    /// The first 20 ms frame was written at about this instant.
+    pub started: Instant,
+}
+
 /// Server-side events, for tests to await instead of sleeping.
 #[derive(Clone, Debug)]
 pub enum ServerEvent {
+    DataReceived(ReceivedData),
+    PlaybackStarted(Playback),
     ParticipantJoined { room: String, identity: String, sid: String },
     ParticipantLeft { room: String, identity: String, sid: String },
     SignalRequest { room: String, identity: String, request: Box<proto::SignalRequest> },
@@ -274,6 +319,16 @@ impl LiveKitTestServer {
         PublishedTrack { participant_sid, track_sid }
     }
 
+    /// Every `DataPacket` participants of `room` sent, in arrival order.
+    pub fn data_packets(&self, room: &str) -> Vec<ReceivedData> {
+        self.inner.state().data.iter().filter(|d| d.room == room).cloned().collect()
+    }
+
+    /// Every playback of published audio to a participant of `room`, oldest first.
+    pub fn playbacks(&self, room: &str) -> Vec<Playback> {
+        self.inner.state().playbacks.iter().filter(|p| p.room == room).cloned().collect()
+    }
+
     /// Every `SignalRequest` received from `identity` in `room`, oldest first (kept after leaving).
     pub fn requests(&self, room: &str, identity: &str) -> Vec<proto::SignalRequest> {
         self.inner.state().requests.get(&(room.to_string(), identity.to_string())).cloned().unwrap_or_default()
@@ -354,6 +409,8 @@ pub(crate) struct State {
     /// Assigned jobs: job id -> worker id.
     jobs: HashMap<String, String>,
     job_updates: Vec<JobUpdate>,
+    data: Vec<ReceivedData>,
+    playbacks: Vec<Playback>,
     running: std::collections::BTreeSet<String>,
     peak_running: usize,
 }
@@ -378,6 +435,16 @@ impl Inner {
 
     fn emit(&self, event: ServerEvent) {
         let _ = self.events_tx.send(event);
+    }
+
+    pub(crate) fn record_data(&self, data: ReceivedData) {
+        self.state().data.push(data.clone());
+        self.emit(ServerEvent::DataReceived(data));
+    }
+
+    pub(crate) fn record_playback(&self, playback: Playback) {
+        self.state().playbacks.push(playback.clone());
+        self.emit(ServerEvent::PlaybackStarted(playback));
     }
 
     /// A short unique id with LiveKit's prefixes (`PA_`, `RM_`, `AW_`, `AJ_`).

@@ -1,10 +1,12 @@
-//! [`WebRtcTransport`]: joins a LiveKit room with media. Signalling is [`SignalClient`]; the
-//! subscriber peer connection (offered by the server, answered here) is webrtc-rs; each
-//! remote Opus track is decoded to 48 kHz mono PCM16 and delivered as [`AudioFrame`]s on
-//! [`RoomSession::audio`].
+//! [`WebRtcTransport`]: joins a LiveKit room with media, in LiveKit's dual peer-connection
+//! mode. Signalling is [`SignalClient`]; both peer connections are webrtc-rs.
+//! - Subscriber (offered by the server, answered here): each remote Opus track is decoded to
+//!   48 kHz mono PCM16 and delivered as [`AudioFrame`]s on [`RoomSession::audio`].
+//! - Publisher (offered here, answered by the server): carries the `_reliable` and `_lossy`
+//!   data channels, negotiated in-band (protocol 17), on which [`RoomSession::data`] sends
+//!   `DataPacket`s. No media tracks are published.
 //!
-//! Only the subscriber connection exists so far: nothing is published, and there are no data
-//! channels (so no `DataPacket`s or transcriptions).
+//! ICE candidates trickle both ways, tagged with the connection they belong to.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,8 @@ use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{API, APIBuilder};
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
@@ -29,6 +33,7 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::track::track_remote::TrackRemote;
 
+use super::data::{DataSender, LOSSY_LABEL, Outgoing, RELIABLE_LABEL, Reliability};
 use super::signal::{SignalOptions, SignalSender};
 use super::{LiveKitError, Result, RoomControl, RoomSession, RoomTransport, SignalClient};
 
@@ -55,15 +60,19 @@ pub struct WebRtcOptions {
     pub include_loopback_candidates: bool,
     /// Frames buffered on [`RoomSession::audio`] before the receiver applies back-pressure.
     pub audio_buffer: usize,
+    /// Packets [`RoomSession::data`] holds while the data channels open (or fall behind);
+    /// beyond this, sends are refused.
+    pub data_buffer: usize,
 }
 
 impl Default for WebRtcOptions {
     fn default() -> Self {
-        Self { signal: SignalOptions::default(), include_loopback_candidates: false, audio_buffer: 500 }
+        Self { signal: SignalOptions::default(), include_loopback_candidates: false, audio_buffer: 500, data_buffer: 256 }
     }
 }
 
-/// [`super::RoomTransport`] with media: subscribes to remote audio over WebRTC.
+/// [`super::RoomTransport`] with media: subscribes to remote audio and publishes data over
+/// WebRTC.
 #[derive(Clone, Debug, Default)]
 pub struct WebRtcTransport {
     pub options: WebRtcOptions,
@@ -101,6 +110,12 @@ impl RoomTransport for WebRtcTransport {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (audio_tx, audio_rx) = mpsc::channel(self.options.audio_buffer.max(1));
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let (data, data_rx) = DataSender::channel(self.options.data_buffer);
+        let (candidates_tx, candidates_rx) = mpsc::unbounded_channel();
+        let identity = join.participant.as_ref().map(|p| p.identity.clone()).unwrap_or_default();
+        let publisher = Publisher::start(&api, config.clone(), client.sender(), candidates_tx.clone(), identity)
+            .await?
+            .with_queue(self.options.data_buffer);
         let subscriber = Subscriber {
             api,
             config,
@@ -108,11 +123,12 @@ impl RoomTransport for WebRtcTransport {
             audio_tx,
             pc: None,
             pending: Vec::new(),
-            candidates_tx: None,
+            candidates_tx: Some(candidates_tx),
         };
-        let task = tokio::spawn(run(subscriber, signal_rx, events_tx, shutdown_rx));
+        let channels = Channels { signal_rx, events_tx, shutdown_rx, candidates_rx, data_rx };
+        let task = tokio::spawn(run(subscriber, publisher, channels));
         let control = WebRtcControl { client, shutdown_tx, task };
-        Ok(RoomSession::new(join, events_rx, Box::new(control)).with_audio(audio_rx))
+        Ok(RoomSession::new(join, events_rx, Box::new(control)).with_audio(audio_rx).with_data(data))
     }
 }
 
@@ -140,6 +156,9 @@ impl RoomControl for WebRtcControl {
     }
 }
 
+/// A local ICE candidate and the connection it belongs to.
+type LocalCandidate = (proto::SignalTarget, RTCIceCandidateInit);
+
 /// The subscriber side: one peer connection, created on the first offer.
 struct Subscriber {
     api: API,
@@ -149,23 +168,33 @@ struct Subscriber {
     pc: Option<Arc<RTCPeerConnection>>,
     /// Server candidates that arrived before the offer was applied.
     pending: Vec<RTCIceCandidateInit>,
-    candidates_tx: Option<mpsc::UnboundedSender<RTCIceCandidateInit>>,
+    candidates_tx: Option<mpsc::UnboundedSender<LocalCandidate>>,
 }
 
-/// Handles offers and trickles; forwards every server message to the session's events.
-async fn run(
-    mut subscriber: Subscriber,
-    mut signal_rx: mpsc::UnboundedReceiver<proto::SignalResponse>,
+/// What the session's media task listens to.
+struct Channels {
+    signal_rx: mpsc::UnboundedReceiver<proto::SignalResponse>,
     events_tx: mpsc::UnboundedSender<proto::SignalResponse>,
-    mut shutdown_rx: oneshot::Receiver<()>,
-) {
-    // Local candidates come through a channel so that each goes out after its answer.
-    let (candidates_tx, mut candidates_rx) = mpsc::unbounded_channel::<RTCIceCandidateInit>();
-    subscriber.candidates_tx = Some(candidates_tx);
+    shutdown_rx: oneshot::Receiver<()>,
+    /// Local candidates come through a channel so that each goes out after its description.
+    candidates_rx: mpsc::UnboundedReceiver<LocalCandidate>,
+    data_rx: mpsc::Receiver<Outgoing>,
+}
+
+/// Handles offers, answers and trickles for both connections, sends queued data, and
+/// forwards every server message to the session's events.
+async fn run(mut subscriber: Subscriber, mut publisher: Publisher, channels: Channels) {
+    let Channels { mut signal_rx, events_tx, mut shutdown_rx, mut candidates_rx, mut data_rx } = channels;
+    let mut data_open = true;
     loop {
         tokio::select! {
             _ = &mut shutdown_rx => break,
-            Some(candidate) = candidates_rx.recv() => subscriber.send_candidate(&candidate),
+            Some((target, candidate)) = candidates_rx.recv() => send_candidate(&subscriber.signal, target, &candidate),
+            Some(label) = publisher.opened_rx.recv() => publisher.opened(&label).await,
+            outgoing = data_rx.recv(), if data_open => match outgoing {
+                Some(outgoing) => publisher.send(outgoing).await,
+                None => data_open = false,
+            },
             response = signal_rx.recv() => {
                 let Some(response) = response else { break };
                 match &response.message {
@@ -174,8 +203,16 @@ async fn run(
                             warn!(error = %e, "cannot answer the subscriber offer");
                         }
                     }
+                    Some(Resp::Answer(answer)) => {
+                        if let Err(e) = publisher.accept_answer(&answer.sdp).await {
+                            warn!(error = %e, "cannot apply the publisher answer");
+                        }
+                    }
                     Some(Resp::Trickle(trickle)) if trickle.target == proto::SignalTarget::Subscriber as i32 => {
                         subscriber.add_candidate(&trickle.candidate_init).await;
+                    }
+                    Some(Resp::Trickle(trickle)) if trickle.target == proto::SignalTarget::Publisher as i32 => {
+                        publisher.add_candidate(&trickle.candidate_init).await;
                     }
                     _ => {}
                 }
@@ -189,6 +226,179 @@ async fn run(
         && let Err(e) = pc.close().await
     {
         debug!(error = %e, "closing the subscriber peer connection failed");
+    }
+    if let Err(e) = publisher.pc.close().await {
+        debug!(error = %e, "closing the publisher peer connection failed");
+    }
+}
+
+fn send_candidate(signal: &SignalSender, target: proto::SignalTarget, candidate: &RTCIceCandidateInit) {
+    let Ok(candidate_init) = serde_json::to_string(candidate) else { return };
+    let trickle = proto::TrickleRequest { candidate_init, target: target as i32, r#final: false };
+    if let Err(e) = signal.send(Req::Trickle(trickle)) {
+        debug!(error = %e, ?target, "cannot trickle a local candidate");
+    }
+}
+
+/// Parses a trickled candidate; `None` (logged) when it is not valid JSON.
+fn parse_candidate(json: &str, target: &str) -> Option<RTCIceCandidateInit> {
+    match serde_json::from_str(json) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warn!(error = %e, %json, target, "undecodable ICE candidate; ignored");
+            None
+        }
+    }
+}
+
+/// The publisher side: one peer connection offered at join, carrying the two data channels.
+struct Publisher {
+    pc: Arc<RTCPeerConnection>,
+    reliable: Arc<RTCDataChannel>,
+    lossy: Arc<RTCDataChannel>,
+    /// Labels of channels that have opened.
+    opened_rx: mpsc::UnboundedReceiver<String>,
+    reliable_open: bool,
+    lossy_open: bool,
+    /// Packets waiting for their channel to open, oldest first.
+    waiting: std::collections::VecDeque<Outgoing>,
+    waiting_cap: usize,
+    remote_set: bool,
+    /// Server candidates that arrived before the answer.
+    pending: Vec<RTCIceCandidateInit>,
+    /// Sequence number of the next reliable packet.
+    sequence: u32,
+    identity: String,
+}
+
+impl Publisher {
+    /// Creates the connection and its data channels and sends the offer.
+    async fn start(
+        api: &API,
+        config: RTCConfiguration,
+        signal: SignalSender,
+        candidates_tx: mpsc::UnboundedSender<LocalCandidate>,
+        identity: String,
+    ) -> Result<Publisher> {
+        let media_error = |e: webrtc::Error| LiveKitError::Media(e.to_string());
+        let pc = Arc::new(api.new_peer_connection(config).await.map_err(media_error)?);
+        pc.on_ice_candidate(Box::new(move |candidate| {
+            if let Some(init) = candidate.and_then(|c| c.to_json().ok()) {
+                let _ = candidates_tx.send((proto::SignalTarget::Publisher, init));
+            }
+            Box::pin(async {})
+        }));
+        let (opened_tx, opened_rx) = mpsc::unbounded_channel();
+        let reliable = RTCDataChannelInit { ordered: Some(true), ..Default::default() };
+        let lossy = RTCDataChannelInit { ordered: Some(false), max_retransmits: Some(0), ..Default::default() };
+        let mut channels = Vec::new();
+        for (label, init) in [(RELIABLE_LABEL, reliable), (LOSSY_LABEL, lossy)] {
+            let dc = pc.create_data_channel(label, Some(init)).await.map_err(media_error)?;
+            let opened_tx = opened_tx.clone();
+            dc.on_open(Box::new(move || {
+                let _ = opened_tx.send(label.to_string());
+                Box::pin(async {})
+            }));
+            channels.push(dc);
+        }
+        let offer = pc.create_offer(None).await.map_err(media_error)?;
+        pc.set_local_description(offer.clone()).await.map_err(media_error)?;
+        signal.send(Req::Offer(proto::SessionDescription { r#type: "offer".into(), sdp: offer.sdp, ..Default::default() }))?;
+        let lossy = channels.pop().expect("two channels");
+        let reliable = channels.pop().expect("two channels");
+        Ok(Publisher {
+            pc,
+            reliable,
+            lossy,
+            opened_rx,
+            reliable_open: false,
+            lossy_open: false,
+            waiting: Default::default(),
+            waiting_cap: 256,
+            remote_set: false,
+            pending: Vec::new(),
+            sequence: 1,
+            identity,
+        })
+    }
+
+    fn with_queue(mut self, waiting_cap: usize) -> Self {
+        self.waiting_cap = waiting_cap.max(1);
+        self
+    }
+
+    async fn accept_answer(&mut self, sdp: &str) -> Result<()> {
+        let answer = RTCSessionDescription::answer(sdp.to_string())
+            .map_err(|e| LiveKitError::Media(format!("invalid publisher answer: {e}")))?;
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| LiveKitError::Media(format!("invalid publisher answer: {e}")))?;
+        self.remote_set = true;
+        for candidate in std::mem::take(&mut self.pending) {
+            if let Err(e) = self.pc.add_ice_candidate(candidate).await {
+                debug!(error = %e, "cannot add a server publisher candidate");
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_candidate(&mut self, json: &str) {
+        let Some(candidate) = parse_candidate(json, "publisher") else { return };
+        if !self.remote_set {
+            self.pending.push(candidate);
+        } else if let Err(e) = self.pc.add_ice_candidate(candidate).await {
+            debug!(error = %e, "cannot add a server publisher candidate");
+        }
+    }
+
+    fn is_open(&self, reliability: Reliability) -> bool {
+        match reliability {
+            Reliability::Reliable => self.reliable_open,
+            Reliability::Lossy => self.lossy_open,
+        }
+    }
+
+    async fn opened(&mut self, label: &str) {
+        debug!(label, "data channel open");
+        match label {
+            RELIABLE_LABEL => self.reliable_open = true,
+            LOSSY_LABEL => self.lossy_open = true,
+            _ => return,
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        for outgoing in waiting {
+            self.send(outgoing).await;
+        }
+    }
+
+    /// Sends now if the packet's channel is open, otherwise queues it (dropping the oldest
+    /// queued packet when the queue is full).
+    async fn send(&mut self, mut outgoing: Outgoing) {
+        if !self.is_open(outgoing.reliability) {
+            if self.waiting.len() >= self.waiting_cap {
+                self.waiting.pop_front();
+                warn!("data channel not open; oldest queued packet dropped");
+            }
+            self.waiting.push_back(outgoing);
+            return;
+        }
+        let packet = &mut outgoing.packet;
+        if packet.participant_identity.is_empty() {
+            packet.participant_identity = self.identity.clone();
+        }
+        let dc = match outgoing.reliability {
+            Reliability::Reliable => {
+                packet.sequence = self.sequence;
+                self.sequence = self.sequence.wrapping_add(1);
+                &self.reliable
+            }
+            Reliability::Lossy => &self.lossy,
+        };
+        let bytes = bytes::Bytes::from(prost::Message::encode_to_vec(packet));
+        if let Err(e) = dc.send(&bytes).await {
+            warn!(error = %e, label = dc.label(), "cannot send a data packet");
+        }
     }
 }
 
@@ -204,7 +414,7 @@ impl Subscriber {
                 let candidates_tx = self.candidates_tx.clone();
                 pc.on_ice_candidate(Box::new(move |candidate| {
                     if let (Some(tx), Some(init)) = (&candidates_tx, candidate.and_then(|c| c.to_json().ok())) {
-                        let _ = tx.send(init);
+                        let _ = tx.send((proto::SignalTarget::Subscriber, init));
                     }
                     Box::pin(async {})
                 }));
@@ -235,13 +445,7 @@ impl Subscriber {
     }
 
     async fn add_candidate(&mut self, json: &str) {
-        let candidate: RTCIceCandidateInit = match serde_json::from_str(json) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, %json, "undecodable subscriber ICE candidate; ignored");
-                return;
-            }
-        };
+        let Some(candidate) = parse_candidate(json, "subscriber") else { return };
         match &self.pc {
             Some(pc) if pc.remote_description().await.is_some() => {
                 if let Err(e) = pc.add_ice_candidate(candidate).await {
@@ -249,15 +453,6 @@ impl Subscriber {
                 }
             }
             _ => self.pending.push(candidate),
-        }
-    }
-
-    fn send_candidate(&self, candidate: &RTCIceCandidateInit) {
-        let Ok(candidate_init) = serde_json::to_string(candidate) else { return };
-        let trickle =
-            proto::TrickleRequest { candidate_init, target: proto::SignalTarget::Subscriber as i32, r#final: false };
-        if let Err(e) = self.signal.send(Req::Trickle(trickle)) {
-            debug!(error = %e, "cannot trickle a subscriber candidate");
         }
     }
 }

@@ -495,3 +495,73 @@ async fn livekit_media_agent_hears_a_published_participant() {
     let correlation = envelope_correlation(&speech, &received);
     assert!(correlation > 0.8, "energy envelope correlation {correlation:.3}");
 }
+
+// ---- media: the agent publishes data ------------------------------------------------------
+
+#[tokio::test]
+async fn livekit_media_agent_publishes_data_packets_on_both_channels() {
+    use huddle_actors::livekit::data::{self, RELIABLE_LABEL, LOSSY_LABEL};
+    use huddle_actors::livekit::{Reliability, RoomTransport, WebRtcOptions, WebRtcTransport};
+
+    let server = server().await;
+    let transport = WebRtcTransport::new(WebRtcOptions { include_loopback_candidates: true, ..Default::default() });
+    let session = transport.join(server.url(), &server.token("standup", "huddle-agent")).await.unwrap();
+    let sender = session.data.clone().expect("WebRtcTransport publishes data");
+
+    // Sent at once after the join, before the channels can be open: queued, then delivered in order.
+    let caption = proto::TranscriptionSegment {
+        id: "room-7".into(),
+        text: "ship on Friday".into(),
+        start_time: 1_200,
+        end_time: 2_900,
+        r#final: true,
+        language: "en".into(),
+    };
+    sender.send(data::transcription("alice", "TR_1", caption.clone()), Reliability::Reliable).unwrap();
+    for i in 0..5u8 {
+        sender.send(data::user_packet("huddle.suggestion", vec![b'0' + i]), Reliability::Reliable).unwrap();
+    }
+    sender.send(data::user_packet("levels", b"lossy".to_vec()), Reliability::Lossy).unwrap();
+
+    eventually("7 packets at the server", || async { server.data_packets("standup").len() == 7 }).await;
+    let received = server.data_packets("standup");
+    assert!(received.iter().all(|d| d.identity == "huddle-agent" && d.packet.participant_identity == "huddle-agent"));
+
+    let reliable: Vec<_> = received.iter().filter(|d| d.channel == RELIABLE_LABEL).collect();
+    assert_eq!(reliable.len(), 6);
+    let t = reliable[0].transcription().expect("the caption comes first");
+    assert_eq!(t.transcribed_participant_identity, "alice");
+    assert_eq!(t.track_id, "TR_1");
+    assert_eq!(t.segments, vec![caption]);
+    let payloads: Vec<_> =
+        reliable[1..].iter().map(|d| d.user_on("huddle.suggestion").expect("on the topic").payload.clone()).collect();
+    assert_eq!(payloads, (0..5u8).map(|i| vec![b'0' + i]).collect::<Vec<_>>(), "reliable packets keep their order");
+    let sequences: Vec<u32> = reliable.iter().map(|d| d.packet.sequence).collect();
+    assert!(sequences.windows(2).all(|w| w[1] == w[0] + 1), "reliable sequence numbers {sequences:?}");
+
+    let lossy: Vec<_> = received.iter().filter(|d| d.channel == LOSSY_LABEL).collect();
+    assert_eq!(lossy.len(), 1);
+    assert_eq!(lossy[0].user_on("levels").unwrap().payload, b"lossy".to_vec());
+
+    // the offer carried the data channels, and the agent trickled publisher candidates
+    let requests = server.requests("standup", "huddle-agent");
+    let offer = requests.iter().find_map(|r| match &r.message {
+        Some(Req::Offer(o)) => Some(o.sdp.clone()),
+        _ => None,
+    });
+    assert!(offer.expect("a publisher offer").contains("m=application"), "the offer negotiates SCTP");
+    assert!(requests.iter().any(|r| matches!(&r.message,
+        Some(Req::Trickle(t)) if t.target == proto::SignalTarget::Publisher as i32)));
+
+    session.leave().await.unwrap();
+    within("the data sender to close", async {
+        while !sender.is_closed() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(matches!(
+        sender.send(data::user_packet("t", vec![]), Reliability::Reliable),
+        Err(huddle_actors::livekit::LiveKitError::Closed)
+    ));
+}

@@ -6,6 +6,7 @@ use huddle_benches::actors::{self, ActorsOpts, ProbeKind, ProbeOpts};
 use huddle_benches::alloc::CountingAlloc;
 use huddle_benches::grpc::{self, GrpcOpts};
 use huddle_benches::knowledge::{self, EmbedOpts, IndexOpts};
+use huddle_benches::livekit::{self, LiveKitOpts};
 use huddle_benches::notify::{self, NotifyOpts};
 use huddle_benches::report::Reporter;
 use huddle_benches::serve;
@@ -37,6 +38,9 @@ under 90 s on 2 cores.
   index    HNSW over real MiniLM embeddings: build time, memory, recall@10 and
            1-thread queries/s per ef; peers: hnswlib and faiss (target >= 1.2x
            hnswlib queries/s at recall@10 >= 0.95)
+  livekit  speech published into LiveKit rooms -> the agent's captions received
+           back in the room, p50/p95 at 1 and 8 rooms (LiveKit test double;
+           peer: the same speech through StreamAudio to a watcher)
   notify   webhook deliveries/s from the SQLite outbox to a local receiver (target
            >= 2,000/s; peer: the same signed posts with no outbox), enqueue
            latency under load (target p99 <= 5 ms), recovery of 10,000 pending
@@ -67,6 +71,26 @@ separated by 1 s pauses (about 30 s), needs espeak-ng.
 
 Models are fetched into the models directory on first use.
 Summary: latency_p50_1_stream against naive-whole-file.";
+
+const LIVEKIT_ABOUT: &str = "Speech in LiveKit rooms -> captions back in the room. Needs espeak-ng.
+
+No LiveKit server can run here: the rooms live on LiveKitTestServer
+(huddle-testsupport), a test double of a LiveKit server following its protocol
+over real loopback WebSockets, with webrtc-rs peers (Opus). Each room has one
+server-side participant publishing the synthetic meeting (--sentences espeak-ng
+sentences with 1 s pauses, 48 kHz) as an Opus track; the embedded runtime
+(SQLite, tiny.en q8_0, default decoders) has each room bound to its LiveKit room,
+and its agent joins when the room starts, hears the track over WebRTC,
+transcribes it and publishes each final segment as a Transcription data packet.
+
+- caption_latency_{p50,p95}_<N>_rooms: from the true end of a sentence's voice
+  in the played audio to the arrival of its last caption at the test server.
+  Room starts are staggered over one sentence. missing_sentences: sentences with
+  no caption.
+- streamaudio_watcher_latency_p50_1_room: the same speech through StreamAudio
+  to a room watcher (no WebRTC, no data channel): the peer.
+
+Summary: caption_latency_p50_1_room against streamaudio-watcher.";
 
 const NOTIFY_ABOUT: &str = "Webhook delivery from the durable outbox, embedded runtime, SQLite file
 (synchronous=FULL), a local axum receiver answering 204, all in this process.
@@ -190,6 +214,19 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         join_in_flight: usize,
     },
+    /// Speech in LiveKit rooms -> the agent's captions back in the room.
+    #[command(long_about = LIVEKIT_ABOUT)]
+    Livekit {
+        /// Concurrent rooms, one real-time speaker each.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        rooms: Vec<usize>,
+        /// Sentences each speaker says (1 s pauses).
+        #[arg(long, default_value_t = 4)]
+        sentences: usize,
+        /// Models directory [default: $HUDDLE_MODELS_DIR or ~/.cache/huddle/models].
+        #[arg(long)]
+        models_dir: Option<std::path::PathBuf>,
+    },
     /// Whisper speed and accuracy, and transcript latency with N concurrent real-time streams.
     #[command(long_about = SPEECH_ABOUT)]
     Speech {
@@ -292,6 +329,10 @@ fn main() -> Result<()> {
         Cmd::Grpc { secs, warmup_secs, rate, rooms, connections, in_flight, join_in_flight } => {
             rep.machine();
             grpc::run(&GrpcOpts { secs, warmup_secs, rate, rooms, connections, in_flight, join_in_flight }, &rep)
+        }
+        Cmd::Livekit { rooms, sentences, models_dir } => {
+            rep.machine();
+            livekit::run(&LiveKitOpts { rooms, sentences, models_dir }, &rep)
         }
         Cmd::Speech { models, streams, probe_streams, models_dir, aligned } => {
             rep.machine();

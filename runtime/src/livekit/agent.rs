@@ -2,9 +2,11 @@
 //! participant of its LiveKit room, and it leaves when the room ends.
 //!
 //! One presence task per room keeps the agent joined: it joins through a
-//! [`RoomTransport`] (signalling today; media comes with the WebRTC
-//! transport), and rejoins with capped exponential backoff when the
-//! connection drops. It stops when the room ends here, when LiveKit sends
+//! [`RoomTransport`] (by default WebRTC: it hears every participant and
+//! publishes data), and rejoins with capped exponential backoff when the
+//! connection drops. While joined, what the room records goes back into the
+//! LiveKit room ([`Publishing`]): final transcript segments as `Transcription`
+//! packets (captions) and suggestions as JSON on a data topic. It stops when the room ends here, when LiveKit sends
 //! `leave` (the LiveKit room closed), or when LiveKit refuses the token.
 //!
 //! LiveKit agent jobs ([`JobHandler`]) use the same presence with the token of
@@ -16,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use huddle_actors::livekit::{JobHandler, JobRun, LiveKitError, RoomTransport};
+use huddle_actors::livekit::{DataSender, JobHandler, JobRun, LiveKitError, Reliability, RoomTransport};
 use huddle_core::{NewRoom, RoomStatus};
 use huddle_storage::StorageError;
 use livekit_protocol as lk;
@@ -45,6 +47,25 @@ pub enum Presence {
     },
 }
 
+/// What the agent publishes into the LiveKit rooms it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publishing {
+    /// Final transcript segments as `Transcription` packets (captions).
+    pub captions: bool,
+    /// The topic suggestions go out on as JSON; empty: not published.
+    pub suggestion_topic: String,
+}
+
+impl Publishing {
+    pub fn from_config(cfg: &crate::config::LiveKitConfig) -> Self {
+        Publishing { captions: cfg.captions, suggestion_topic: cfg.suggestion_topic.clone() }
+    }
+
+    fn is_off(&self) -> bool {
+        !self.captions && self.suggestion_topic.is_empty()
+    }
+}
+
 struct Slot {
     stop: CancellationToken,
     state: watch::Receiver<Presence>,
@@ -57,15 +78,17 @@ pub struct AgentPresence {
     backoff: (Duration, Duration),
     /// Where heard audio goes: the rooms of this runtime.
     rt: std::sync::OnceLock<Weak<crate::Inner>>,
+    publishing: Publishing,
 }
 
 impl AgentPresence {
-    pub fn new(transport: Arc<dyn RoomTransport>) -> Self {
+    pub fn new(transport: Arc<dyn RoomTransport>, publishing: Publishing) -> Self {
         AgentPresence {
             transport,
             slots: DashMap::new(),
             backoff: (Duration::from_millis(500), Duration::from_secs(15)),
             rt: std::sync::OnceLock::new(),
+            publishing,
         }
     }
 
@@ -103,6 +126,7 @@ impl AgentPresence {
                     state_tx,
                     backoff: self.backoff,
                     rt: self.rt.get().cloned(),
+                    publishing: self.publishing.clone(),
                 };
                 tokio::spawn(task.run());
                 state
@@ -147,6 +171,7 @@ struct PresenceTask {
     state_tx: watch::Sender<Presence>,
     backoff: (Duration, Duration),
     rt: Option<Weak<crate::Inner>>,
+    publishing: Publishing,
 }
 
 impl PresenceTask {
@@ -183,9 +208,23 @@ impl PresenceTask {
                     .map(|p| (p.sid.clone(), (p.identity.clone(), p.name.clone())))
                     .collect(),
             ));
+            let tracks = Tracks::default();
             let hearing = match (session.audio.take(), &self.rt) {
                 (Some(audio), Some(rt)) => {
-                    Some(tokio::spawn(hear(rt.clone(), self.room_id.clone(), audio, names.clone())))
+                    Some(tokio::spawn(hear(rt.clone(), self.room_id.clone(), audio, names.clone(), tracks.clone())))
+                }
+                _ => None,
+            };
+            let publishing = match (session.data.clone(), &self.rt) {
+                (Some(data), Some(rt)) if !self.publishing.is_off() => {
+                    let publisher = RoomPublisher {
+                        room_id: self.room_id.clone(),
+                        data,
+                        tracks: tracks.clone(),
+                        publishing: self.publishing.clone(),
+                        identities: Default::default(),
+                    };
+                    Some(tokio::spawn(publisher.run(rt.clone())))
                 }
                 _ => None,
             };
@@ -219,6 +258,9 @@ impl PresenceTask {
                     },
                 }
             };
+            if let Some(p) = publishing {
+                p.abort();
+            }
             if let Some(h) = hearing {
                 // the audio channel ends with the session; the streams finish their last words
                 let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
@@ -249,6 +291,98 @@ impl PresenceTask {
 /// LiveKit participant sid -> (identity, name).
 type Names = Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>;
 
+/// LiveKit participant identity -> the sid of the audio track the agent hears them on.
+type Tracks = Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+
+/// Publishes what the room records into its LiveKit room while the agent is there.
+struct RoomPublisher {
+    room_id: String,
+    data: DataSender,
+    tracks: Tracks,
+    publishing: Publishing,
+    /// huddle participant id -> LiveKit identity.
+    identities: std::collections::HashMap<String, String>,
+}
+
+impl RoomPublisher {
+    /// Watches the room from now on and publishes each new segment and suggestion.
+    async fn run(mut self, rt: Weak<crate::Inner>) {
+        use futures::StreamExt;
+        let watch = match rt.upgrade() {
+            Some(inner) => crate::Runtime { inner }.admin().watch_room(&self.room_id).await,
+            None => return,
+        };
+        let mut watch = match watch {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(room_id = %self.room_id, error = %e, "cannot watch the room; nothing is published to LiveKit");
+                return;
+            }
+        };
+        while let Some(item) = watch.next().await {
+            let sent = match item {
+                Ok(crate::WatchItem::Snapshot(d)) => {
+                    for p in d.view.participants {
+                        self.identities.insert(p.id, p.identity);
+                    }
+                    Ok(())
+                }
+                Ok(crate::WatchItem::Event(e)) => self.on_event(&e),
+                Err(e) => {
+                    warn!(room_id = %self.room_id, error = %e, "the room's watch failed; publishing to LiveKit stops");
+                    break;
+                }
+            };
+            match sent {
+                Ok(()) => {}
+                Err(LiveKitError::Closed) => break,
+                Err(e) => warn!(room_id = %self.room_id, error = %e, "cannot publish to the LiveKit room"),
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: &huddle_core::RoomEvent) -> huddle_actors::livekit::Result<()> {
+        let field = |name: &str| e.data.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        match e.kind.as_str() {
+            "participant_joined" => {
+                self.identities.insert(field("participant_id"), field("identity"));
+                Ok(())
+            }
+            huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT if self.publishing.captions => {
+                let Some(identity) = self.identities.get(&field("participant_id")).cloned() else {
+                    tracing::debug!(room_id = %self.room_id, seq = e.seq, "segment of an unknown participant; no caption");
+                    return Ok(());
+                };
+                let track = self.tracks.lock().unwrap_or_else(|e| e.into_inner()).get(&identity).cloned();
+                let ms = |name: &str| e.data.get(name).and_then(|v| v.as_u64()).unwrap_or_default();
+                let segment = lk::TranscriptionSegment {
+                    id: format!("{}-{}", self.room_id, e.seq),
+                    text: field("text"),
+                    start_time: ms("start_ms"),
+                    end_time: ms("end_ms"),
+                    r#final: true,
+                    language: field("language"),
+                };
+                let packet = huddle_actors::livekit::data::transcription(&identity, &track.unwrap_or_default(), segment);
+                self.data.send(packet, Reliability::Reliable)
+            }
+            "suggestion" if !self.publishing.suggestion_topic.is_empty() => {
+                let mut body = e.data.clone();
+                if let Some(o) = body.as_object_mut() {
+                    let identity = self.identities.get(&field("participant_id")).cloned().unwrap_or_default();
+                    o.insert("room_id".into(), self.room_id.clone().into());
+                    o.insert("seq".into(), e.seq.into());
+                    o.insert("participant_identity".into(), identity.into());
+                }
+                let payload = serde_json::to_vec(&body).unwrap_or_default();
+                let packet = huddle_actors::livekit::data::user_packet(&self.publishing.suggestion_topic, payload);
+                self.data.send(packet, Reliability::Reliable)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Feeds what the agent hears into the room: each LiveKit participant's audio
 /// becomes one audio stream of the huddle participant with the same identity
 /// (joined to the room if it is not there yet), so transcripts are attributed.
@@ -257,6 +391,7 @@ async fn hear(
     room_id: String,
     mut audio: tokio::sync::mpsc::Receiver<huddle_actors::livekit::AudioFrame>,
     names: Names,
+    tracks: Tracks,
 ) {
     use std::collections::HashMap;
     // None: this participant's audio could not be opened; its frames are dropped.
@@ -274,6 +409,7 @@ async fn hear(
             if let Err(e) = &opened {
                 warn!(room_id = %room_id, identity = %identity, error = %e, "cannot transcribe a LiveKit participant");
             }
+            tracks.lock().unwrap_or_else(|e| e.into_inner()).insert(identity.clone(), frame.track_sid.clone());
             streams.insert(frame.participant_sid.clone(), opened.ok());
         }
         if let Some(Some(stream)) = streams.get_mut(&frame.participant_sid) {

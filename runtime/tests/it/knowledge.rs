@@ -14,7 +14,7 @@ use tokio_stream::StreamExt;
 
 use crate::common::{entity, eventually, human, room};
 
-const REFUNDS: &str = "# Refund policy\n\nCustomers on an annual plan can ask for a full refund within 30 days of \
+pub(crate) const REFUNDS: &str = "# Refund policy\n\nCustomers on an annual plan can ask for a full refund within 30 days of \
                        purchase. Refunds go back to the original payment method and take five business days.\n";
 const SECURITY: &str = "# Security\n\nAll customer data is encrypted at rest with AES-256 and in transit with TLS. \
                         Data is stored in Frankfurt and never leaves the European Union.\n";
@@ -40,7 +40,7 @@ fn install() -> PathBuf {
     .clone()
 }
 
-fn config(index_dir: Option<PathBuf>) -> KnowledgeConfig {
+pub(crate) fn config(index_dir: Option<PathBuf>) -> KnowledgeConfig {
     KnowledgeConfig { models_dir: Some(install()), fetch_missing: false, index_dir, ..KnowledgeConfig::default() }
 }
 
@@ -55,7 +55,7 @@ async fn runtime(dir: &Path, index: bool) -> Runtime {
     Runtime::builder().database_url(url).knowledge(cfg).build().await.unwrap()
 }
 
-fn upload(entity_id: &str, department_id: Option<&str>, filename: &str) -> DocumentUpload {
+pub(crate) fn upload(entity_id: &str, department_id: Option<&str>, filename: &str) -> DocumentUpload {
     DocumentUpload {
         entity_id: entity_id.into(),
         department_id: department_id.map(str::to_string),
@@ -64,7 +64,7 @@ fn upload(entity_id: &str, department_id: Option<&str>, filename: &str) -> Docum
     }
 }
 
-async fn ingest(api: &Api, up: DocumentUpload, bytes: &[u8]) -> huddle_core::Document {
+pub(crate) async fn ingest(api: &Api, up: DocumentUpload, bytes: &[u8]) -> huddle_core::Document {
     let doc = api.ingest_document(up, bytes.to_vec()).await.unwrap();
     assert_eq!(doc.status, DocumentStatus::Processing);
     let id = doc.id.clone();
@@ -318,7 +318,7 @@ mod grpc {
         req
     }
 
-    fn upload(entity_id: &str, filename: &str, bytes: &[u8]) -> Vec<v1::IngestDocumentRequest> {
+    pub(crate) fn upload(entity_id: &str, filename: &str, bytes: &[u8]) -> Vec<v1::IngestDocumentRequest> {
         let meta =
             v1::DocumentMetadata { entity_id: entity_id.into(), filename: filename.into(), ..Default::default() };
         let mut parts = vec![v1::IngestDocumentRequest { part: Some(Part::Metadata(meta)) }];

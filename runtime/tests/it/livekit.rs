@@ -467,19 +467,18 @@ fn speech_48k(text: &str, silence_ms: usize) -> Vec<i16> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn livekit_agent_hears_a_participant_and_transcribes_them() {
+async fn livekit_agent_hears_a_participant_and_publishes_captions_and_suggestions() {
     let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
-    let published = server.publish_audio(
-        "hear-room",
-        "ada",
-        speech_48k("The quarterly numbers look good, let us ship on Friday.", 1_500),
-    );
+    let mut speech = speech_48k("The quarterly numbers look good, let us ship on Friday.", 1_200);
+    speech.extend(speech_48k("Can a customer on an annual plan get a refund?", 1_500));
+    let published = server.publish_audio("hear-room", "ada", speech);
     let dir = tempfile::tempdir().unwrap();
     let speech = huddle_runtime::SpeechConfig {
         whisper_model: Some(crate::speech::model_path()),
         fetch_missing: false,
         ..Default::default()
     };
+    let knowledge = tokio::task::spawn_blocking(|| crate::knowledge::config(None)).await.unwrap();
     let livekit = LiveKitConfig {
         url: Some(server.url().to_string()),
         api_key: Some(KEY.into()),
@@ -493,6 +492,7 @@ async fn livekit_agent_hears_a_participant_and_transcribes_them() {
     let rt = Runtime::builder()
         .database_url(format!("sqlite://{}", dir.path().join("hear.db").display()))
         .speech(speech)
+        .knowledge(knowledge)
         .livekit(livekit)
         .livekit_transport(std::sync::Arc::new(transport))
         .build()
@@ -500,6 +500,8 @@ async fn livekit_agent_hears_a_participant_and_transcribes_them() {
         .unwrap();
     let api = rt.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
+    let refunds = crate::knowledge::upload(&acme.id, None, "refunds.md");
+    crate::knowledge::ingest(&api, refunds, crate::knowledge::REFUNDS.as_bytes()).await;
     let room = bound(&api, &acme.id, "Hearing", "hear-room").await.unwrap();
     let id = room.view.room.id.clone();
     api.start_room(&id).await.unwrap();
@@ -509,20 +511,106 @@ async fn livekit_agent_hears_a_participant_and_transcribes_them() {
     let segments = loop {
         let page =
             api.get_transcript(&id, huddle_storage::PageRequest { size: 50, token: String::new() }).await.unwrap();
-        if !page.items.is_empty() || std::time::Instant::now() > deadline {
+        if page.items.len() >= 2 || std::time::Instant::now() > deadline {
             break page.items;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    assert!(!segments.is_empty(), "no transcript within 60 s");
+    assert!(segments.len() >= 2, "two utterances within 60 s, got {segments:?}");
     let text = segments.iter().map(|s| s.text.to_lowercase()).collect::<Vec<_>>().join(" ");
-    for word in ["quarterly", "numbers", "friday"] {
+    for word in ["quarterly", "numbers", "friday", "refund"] {
         assert!(text.contains(word), "`{word}` missing from `{text}`");
     }
     let ada = api.get_room(&id).await.unwrap().view.participants.into_iter().find(|p| p.identity == "ada");
     let ada = ada.expect("the LiveKit participant became a room participant");
     assert!(segments.iter().all(|s| s.participant_id == ada.id));
-    assert!(!published.participant_sid.is_empty());
+
+    // every segment came back into the LiveKit room as a final caption for ada's track
+    crate::common::eventually("a caption per segment", || async {
+        server.data_packets("hear-room").iter().filter(|d| d.transcription().is_some()).count() >= segments.len()
+    })
+    .await;
+    let packets = server.data_packets("hear-room");
+    let captions: Vec<_> = packets.iter().filter_map(|d| d.transcription().map(|t| (d, t))).collect();
+    assert_eq!(captions.len(), segments.len());
+    for ((received, caption), segment) in captions.iter().zip(&segments) {
+        assert_eq!(received.identity, "huddle-agent");
+        assert_eq!(received.channel, "_reliable");
+        assert_eq!(caption.transcribed_participant_identity, "ada");
+        assert_eq!(caption.track_id, published.track_sid);
+        let [s] = caption.segments.as_slice() else { panic!("one segment per caption: {caption:?}") };
+        assert_eq!(s.text, segment.text);
+        assert_eq!((s.start_time, s.end_time), (segment.start_ms, segment.end_ms));
+        assert!(s.r#final);
+        assert_eq!(s.id, format!("{id}-{}", segment.seq));
+    }
+
+    // the question brought an answer from the refund policy, published on its topic as JSON
+    crate::common::eventually("a suggestion on huddle.suggestion", || async {
+        server.data_packets("hear-room").iter().any(|d| d.user_on("huddle.suggestion").is_some())
+    })
+    .await;
+    let packets = server.data_packets("hear-room");
+    let suggestion = packets.iter().find_map(|d| d.user_on("huddle.suggestion")).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&suggestion.payload).unwrap();
+    assert_eq!(body["filename"], "refunds.md", "{body}");
+    assert_eq!(body["answer_to_question"], true, "{body}");
+    assert_eq!(body["participant_identity"], "ada", "{body}");
+    assert_eq!(body["room_id"], id.as_str(), "{body}");
+    assert!(body["text"].as_str().unwrap().contains("annual plan"), "{body}");
+    api.end_room(&id).await.unwrap();
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_agent_publishes_nothing_when_publishing_is_off() {
+    let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let livekit = LiveKitConfig {
+        url: Some(server.url().to_string()),
+        api_key: Some(KEY.into()),
+        api_secret: Some(SECRET.into()),
+        captions: false,
+        suggestion_topic: String::new(),
+        ..Default::default()
+    };
+    let transport = huddle_actors::livekit::WebRtcTransport::new(huddle_actors::livekit::WebRtcOptions {
+        include_loopback_candidates: true,
+        ..Default::default()
+    });
+    let speech = huddle_runtime::SpeechConfig {
+        whisper_model: Some(crate::speech::model_path()),
+        fetch_missing: false,
+        ..Default::default()
+    };
+    let rt = Runtime::builder()
+        .database_url(format!("sqlite://{}", dir.path().join("quiet.db").display()))
+        .speech(speech)
+        .livekit(livekit)
+        .livekit_transport(std::sync::Arc::new(transport))
+        .build()
+        .await
+        .unwrap();
+    let api = rt.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let room = bound(&api, &acme.id, "Quiet", "quiet-room").await.unwrap();
+    let id = room.view.room.id.clone();
+    api.start_room(&id).await.unwrap();
+    crate::common::eventually("the agent in the room", || async { identities(&server, "quiet-room") == ["huddle-agent"] })
+        .await;
+    // a participant speaks (over StreamAudio) and is transcribed; with publishing off no
+    // caption reaches LiveKit (with it on, this segment would be captioned)
+    let ada = api.join_room(&id, crate::common::human("Ada")).await.unwrap();
+    let (pcm, rate) = crate::speech::speak_pcm16("Let us ship on Friday.");
+    let mut stream = api.open_audio(&id, &ada.id, rate).await.unwrap();
+    for chunk in crate::speech::with_silence(pcm, rate, 600).chunks(rate as usize / 10 * 2) {
+        stream.push_pcm16(chunk).await.unwrap();
+    }
+    stream.finish().await.unwrap();
+    let page = api.get_transcript(&id, huddle_storage::PageRequest { size: 10, token: String::new() }).await.unwrap();
+    assert!(!page.items.is_empty(), "the speech was transcribed");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(server.data_packets("quiet-room").is_empty(), "{:?}", server.data_packets("quiet-room"));
     api.end_room(&id).await.unwrap();
     rt.shutdown().await;
 }

@@ -1,15 +1,19 @@
-//! The subscriber media peer: for a participant joining a room with published audio, a
-//! webrtc-rs peer connection that offers one Opus track per publication (stream id
-//! `PA_xxx|TR_xxx`, as LiveKit's SFU does), applies the client's answer, trickles ICE both
-//! ways and, once connected, plays each publication's PCM as 20 ms Opus frames in real time.
+//! The test server's media peers (webrtc-rs), one pair per participant connection:
+//! - [`SubscriberPeer`]: for a participant joining a room with published audio, offers one
+//!   Opus track per publication (stream id `PA_xxx|TR_xxx`, as LiveKit's SFU does), applies
+//!   the client's answer, trickles ICE both ways and, once connected, plays each
+//!   publication's PCM as 20 ms Opus frames in real time.
+//! - [`PublisherPeer`]: answers the client's publisher offer, accepts the data channels it
+//!   opens in-band (`_reliable`, `_lossy`) and records every `DataPacket` received.
 //!
 //! Loopback only: host candidates on 127.0.0.1, no mDNS, normal (not lite) ICE.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
+use prost::Message as _;
 use proto::signal_response::Message as Resp;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -31,6 +35,8 @@ use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
+use super::{Inner, ReceivedData};
+
 /// 20 ms at 48 kHz.
 const FRAME_SAMPLES: usize = 960;
 const FRAME: Duration = Duration::from_millis(20);
@@ -50,21 +56,27 @@ pub(crate) enum PeerInput {
     Candidate(String),
 }
 
+/// Who a peer serves: the participant's `/rtc` connection.
+#[derive(Clone)]
+pub(crate) struct PeerOwner {
+    pub inner: Arc<Inner>,
+    pub room: String,
+    pub identity: String,
+    pub signal_tx: mpsc::UnboundedSender<proto::SignalResponse>,
+}
+
 /// A running subscriber peer; dropping it closes the peer connection.
 pub(crate) struct SubscriberPeer {
     inputs_tx: mpsc::UnboundedSender<PeerInput>,
 }
 
 impl SubscriberPeer {
-    /// Starts the peer; it sends its `offer` and trickles through `signal_tx`.
-    pub fn spawn(
-        identity: String,
-        publications: Vec<Publication>,
-        signal_tx: mpsc::UnboundedSender<proto::SignalResponse>,
-    ) -> Self {
+    /// Starts the peer; it sends its `offer` and trickles through the owner's signalling.
+    pub fn spawn(owner: PeerOwner, publications: Vec<Publication>) -> Self {
         let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
-            if let Err(e) = run(publications, signal_tx, inputs_rx).await {
+            let identity = owner.identity.clone();
+            if let Err(e) = run(owner, publications, inputs_rx).await {
                 warn!(%identity, error = %e, "test server media peer failed");
             }
         });
@@ -92,35 +104,32 @@ fn loopback_api() -> webrtc::error::Result<API> {
         .build())
 }
 
-fn trickle(candidate: &RTCIceCandidateInit) -> Option<proto::SignalResponse> {
+fn trickle(candidate: &RTCIceCandidateInit, target: proto::SignalTarget) -> Option<proto::SignalResponse> {
     let candidate_init = serde_json::to_string(candidate).ok()?;
     Some(proto::SignalResponse {
-        message: Some(Resp::Trickle(proto::TrickleRequest {
-            candidate_init,
-            target: proto::SignalTarget::Subscriber as i32,
-            r#final: false,
-        })),
+        message: Some(Resp::Trickle(proto::TrickleRequest { candidate_init, target: target as i32, r#final: false })),
     })
 }
 
 async fn run(
+    owner: PeerOwner,
     publications: Vec<Publication>,
-    signal_tx: mpsc::UnboundedSender<proto::SignalResponse>,
     mut inputs_rx: mpsc::UnboundedReceiver<PeerInput>,
 ) -> Result<(), String> {
     let api = loopback_api().map_err(|e| e.to_string())?;
     let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.map_err(|e| e.to_string())?);
-    let result = negotiate_and_play(&pc, publications, &signal_tx, &mut inputs_rx).await;
+    let result = negotiate_and_play(&pc, &owner, publications, &mut inputs_rx).await;
     let _ = pc.close().await;
     result
 }
 
 async fn negotiate_and_play(
     pc: &Arc<RTCPeerConnection>,
+    owner: &PeerOwner,
     publications: Vec<Publication>,
-    signal_tx: &mpsc::UnboundedSender<proto::SignalResponse>,
     inputs_rx: &mut mpsc::UnboundedReceiver<PeerInput>,
 ) -> Result<(), String> {
+    let signal_tx = &owner.signal_tx;
     let mut tracks = Vec::new();
     for publication in publications {
         let track = Arc::new(TrackLocalStaticSample::new(
@@ -141,7 +150,7 @@ async fn negotiate_and_play(
             let mut buf = vec![0u8; 1500];
             while sender.read(&mut buf).await.is_ok() {}
         });
-        tracks.push((track, publication.pcm));
+        tracks.push((track, publication.track_sid, publication.pcm));
     }
 
     // Candidates and state changes come through channels, so the offer is sent first.
@@ -206,7 +215,7 @@ async fn negotiate_and_play(
                 }
             },
             Some(candidate) = candidates_rx.recv() => {
-                if let Some(response) = trickle(&candidate) {
+                if let Some(response) = trickle(&candidate, proto::SignalTarget::Subscriber) {
                     let _ = signal_tx.send(response);
                 }
             }
@@ -214,7 +223,13 @@ async fn negotiate_and_play(
                 debug!(?state, "test server subscriber peer state");
                 match state {
                     RTCPeerConnectionState::Connected if players.is_empty() => {
-                        for (track, pcm) in tracks.drain(..) {
+                        for (track, track_sid, pcm) in tracks.drain(..) {
+                            owner.inner.record_playback(super::Playback {
+                                room: owner.room.clone(),
+                                subscriber: owner.identity.clone(),
+                                track_sid,
+                                started: Instant::now(),
+                            });
                             players.spawn(play(track, pcm));
                         }
                     }
@@ -248,4 +263,128 @@ async fn play(track: Arc<TrackLocalStaticSample>, pcm: Arc<Vec<i16>>) -> Result<
         track.write_sample(&sample).await.map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// What the `/rtc` connection forwards to the publisher peer.
+pub(crate) enum PublisherInput {
+    Offer(String),
+    Candidate(String),
+}
+
+/// A running publisher peer (answers the client's publisher offers); dropping it closes the
+/// peer connection.
+pub(crate) struct PublisherPeer {
+    inputs_tx: mpsc::UnboundedSender<PublisherInput>,
+}
+
+impl PublisherPeer {
+    pub fn spawn(owner: PeerOwner) -> Self {
+        let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let identity = owner.identity.clone();
+            if let Err(e) = run_publisher(owner, inputs_rx).await {
+                warn!(%identity, error = %e, "test server publisher peer failed");
+            }
+        });
+        Self { inputs_tx }
+    }
+
+    pub fn send(&self, input: PublisherInput) {
+        let _ = self.inputs_tx.send(input);
+    }
+}
+
+async fn run_publisher(owner: PeerOwner, mut inputs_rx: mpsc::UnboundedReceiver<PublisherInput>) -> Result<(), String> {
+    let api = loopback_api().map_err(|e| e.to_string())?;
+    let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.map_err(|e| e.to_string())?);
+    let (candidates_tx, mut candidates_rx) = mpsc::unbounded_channel();
+    pc.on_ice_candidate(Box::new(move |candidate| {
+        if let Some(init) = candidate.and_then(|c| c.to_json().ok()) {
+            let _ = candidates_tx.send(init);
+        }
+        Box::pin(async {})
+    }));
+    let recorder = owner.clone();
+    pc.on_data_channel(Box::new(move |dc| {
+        let owner = recorder.clone();
+        let channel = dc.label().to_string();
+        debug!(identity = %owner.identity, %channel, "client opened a data channel");
+        dc.on_message(Box::new(move |message| {
+            match proto::DataPacket::decode(message.data.as_ref()) {
+                Ok(packet) => owner.inner.record_data(ReceivedData {
+                    room: owner.room.clone(),
+                    identity: owner.identity.clone(),
+                    channel: channel.clone(),
+                    packet,
+                    at: Instant::now(),
+                }),
+                Err(e) => warn!(identity = %owner.identity, error = %e, "undecodable DataPacket"),
+            }
+            Box::pin(async {})
+        }));
+        Box::pin(async {})
+    }));
+
+    let mut remote_set = false;
+    let mut pending: Vec<RTCIceCandidateInit> = Vec::new();
+    let result = loop {
+        tokio::select! {
+            input = inputs_rx.recv() => match input {
+                None => break Ok(()),
+                Some(PublisherInput::Offer(sdp)) => {
+                    let offer = match RTCSessionDescription::offer(sdp) {
+                        Ok(offer) => offer,
+                        Err(e) => break Err(format!("bad publisher offer: {e}")),
+                    };
+                    if let Err(e) = pc.set_remote_description(offer).await {
+                        break Err(format!("bad publisher offer: {e}"));
+                    }
+                    remote_set = true;
+                    for candidate in pending.drain(..) {
+                        if let Err(e) = pc.add_ice_candidate(candidate).await {
+                            debug!(error = %e, "cannot add a client publisher candidate");
+                        }
+                    }
+                    let answer = match pc.create_answer(None).await {
+                        Ok(answer) => answer,
+                        Err(e) => break Err(e.to_string()),
+                    };
+                    if let Err(e) = pc.set_local_description(answer.clone()).await {
+                        break Err(e.to_string());
+                    }
+                    let answer = proto::SignalResponse {
+                        message: Some(Resp::Answer(proto::SessionDescription {
+                            r#type: "answer".into(),
+                            sdp: answer.sdp,
+                            ..Default::default()
+                        })),
+                    };
+                    if owner.signal_tx.send(answer).is_err() {
+                        break Ok(());
+                    }
+                }
+                Some(PublisherInput::Candidate(json)) => {
+                    let candidate: RTCIceCandidateInit = match serde_json::from_str(&json) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            debug!(error = %e, %json, "undecodable client publisher candidate");
+                            continue;
+                        }
+                    };
+                    if !remote_set {
+                        pending.push(candidate);
+                    } else if let Err(e) = pc.add_ice_candidate(candidate).await {
+                        debug!(error = %e, "cannot add a client publisher candidate");
+                    }
+                }
+            },
+            Some(candidate) = candidates_rx.recv() => {
+                if let Some(response) = trickle(&candidate, proto::SignalTarget::Publisher) {
+                    let _ = owner.signal_tx.send(response);
+                }
+            }
+        }
+    };
+    let _ = pc.close().await;
+    result
 }

@@ -2,7 +2,8 @@
 //! the other participants through `update`, answers `ping`/`ping_req`, and treats `leave`
 //! or a closed socket as leaving. When the room has published audio, a subscriber peer
 //! ([`super::media`]) offers it to the participant; its `answer` and subscriber trickles go
-//! to that peer. Publisher offers are recorded, not answered.
+//! to that peer. The participant's publisher `offer` and publisher trickles go to a publisher
+//! peer, which answers and records the data packets the participant sends.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::debug;
 
-use super::media::{PeerInput, SubscriberPeer};
+use super::media::{PeerInput, PeerOwner, PublisherInput, PublisherPeer, SubscriberPeer};
 use super::{Inner, JoinRecord, Participant, RoomState, ServerEvent, now_ms};
 
 /// An authorised `/rtc` upgrade.
@@ -124,8 +125,11 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
         return;
     }
 
+    let owner = PeerOwner { inner: inner.clone(), room: room_name.clone(), identity: identity.clone(), signal_tx: tx.clone() };
     let subscriber = (!publications.is_empty() && join.claims.video.can_subscribe())
-        .then(|| SubscriberPeer::spawn(identity.clone(), publications, tx.clone()));
+        .then(|| SubscriberPeer::spawn(owner.clone(), publications));
+    // Created on the participant's first publisher offer.
+    let mut publisher: Option<PublisherPeer> = None;
 
     loop {
         tokio::select! {
@@ -177,7 +181,16 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
                         }
                         None
                     }
-                    // Publisher offers and trickles are recorded only.
+                    Some(Req::Offer(offer)) => {
+                        publisher.get_or_insert_with(|| PublisherPeer::spawn(owner.clone())).send(PublisherInput::Offer(offer.sdp));
+                        None
+                    }
+                    Some(Req::Trickle(trickle)) if trickle.target == proto::SignalTarget::Publisher as i32 => {
+                        if let Some(peer) = &publisher {
+                            peer.send(PublisherInput::Candidate(trickle.candidate_init));
+                        }
+                        None
+                    }
                     _ => None,
                 };
                 if let Some(reply) = reply {
