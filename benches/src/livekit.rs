@@ -76,7 +76,13 @@ pub fn run(opts: &LiveKitOpts, rep: &Reporter) -> Result<()> {
             .with("segments", direct.latency.len()),
     );
     if let Some(p50) = p50_one {
-        rep.summary(Summary::lower_is_better(BENCH, "caption_latency_p50_1_room", p50, "streamaudio-watcher", direct_p50));
+        rep.summary(Summary::lower_is_better(
+            BENCH,
+            "caption_latency_p50_1_room",
+            p50,
+            "streamaudio-watcher",
+            direct_p50,
+        ));
     }
     Ok(())
 }
@@ -100,10 +106,16 @@ struct RoomsResult {
     captions: usize,
 }
 
-async fn caption_rooms(model: &std::path::Path, meeting: &Meeting, pcm48: Arc<Vec<i16>>, n: usize) -> Result<RoomsResult> {
+async fn caption_rooms(
+    model: &std::path::Path,
+    meeting: &Meeting,
+    pcm48: Arc<Vec<i16>>,
+    n: usize,
+) -> Result<RoomsResult> {
     let server = LiveKitTestServer::start(KEY, SECRET).await?;
     let dir = tempfile::tempdir()?;
-    let speech = SpeechConfig { whisper_model: Some(model.to_owned()), fetch_missing: false, ..SpeechConfig::default() };
+    let speech =
+        SpeechConfig { whisper_model: Some(model.to_owned()), fetch_missing: false, ..SpeechConfig::default() };
     let livekit = LiveKitConfig {
         url: Some(server.url().to_string()),
         api_key: Some(KEY.into()),

@@ -189,7 +189,7 @@ pub struct Playback {
 /// Server-side events, for tests to await instead of sleeping.
 #[derive(Clone, Debug)]
 pub enum ServerEvent {
-    DataReceived(ReceivedData),
+    DataReceived(Box<ReceivedData>),
     PlaybackStarted(Playback),
     ParticipantJoined { room: String, identity: String, sid: String },
     ParticipantLeft { room: String, identity: String, sid: String },
@@ -439,7 +439,7 @@ impl Inner {
 
     pub(crate) fn record_data(&self, data: ReceivedData) {
         self.state().data.push(data.clone());
-        self.emit(ServerEvent::DataReceived(data));
+        self.emit(ServerEvent::DataReceived(Box::new(data)));
     }
 
     pub(crate) fn record_playback(&self, playback: Playback) {

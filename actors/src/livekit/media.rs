@@ -67,7 +67,12 @@ pub struct WebRtcOptions {
 
 impl Default for WebRtcOptions {
     fn default() -> Self {
-        Self { signal: SignalOptions::default(), include_loopback_candidates: false, audio_buffer: 500, data_buffer: 256 }
+        Self {
+            signal: SignalOptions::default(),
+            include_loopback_candidates: false,
+            audio_buffer: 500,
+            data_buffer: 256,
+        }
     }
 }
 
@@ -303,7 +308,11 @@ impl Publisher {
         }
         let offer = pc.create_offer(None).await.map_err(media_error)?;
         pc.set_local_description(offer.clone()).await.map_err(media_error)?;
-        signal.send(Req::Offer(proto::SessionDescription { r#type: "offer".into(), sdp: offer.sdp, ..Default::default() }))?;
+        signal.send(Req::Offer(proto::SessionDescription {
+            r#type: "offer".into(),
+            sdp: offer.sdp,
+            ..Default::default()
+        }))?;
         let lossy = channels.pop().expect("two channels");
         let reliable = channels.pop().expect("two channels");
         Ok(Publisher {

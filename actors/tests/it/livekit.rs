@@ -500,7 +500,7 @@ async fn livekit_media_agent_hears_a_published_participant() {
 
 #[tokio::test]
 async fn livekit_media_agent_publishes_data_packets_on_both_channels() {
-    use huddle_actors::livekit::data::{self, RELIABLE_LABEL, LOSSY_LABEL};
+    use huddle_actors::livekit::data::{self, LOSSY_LABEL, RELIABLE_LABEL};
     use huddle_actors::livekit::{Reliability, RoomTransport, WebRtcOptions, WebRtcTransport};
 
     let server = server().await;

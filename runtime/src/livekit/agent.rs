@@ -363,7 +363,8 @@ impl RoomPublisher {
                     r#final: true,
                     language: field("language"),
                 };
-                let packet = huddle_actors::livekit::data::transcription(&identity, &track.unwrap_or_default(), segment);
+                let packet =
+                    huddle_actors::livekit::data::transcription(&identity, &track.unwrap_or_default(), segment);
                 self.data.send(packet, Reliability::Reliable)
             }
             "suggestion" if !self.publishing.suggestion_topic.is_empty() => {

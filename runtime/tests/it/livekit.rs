@@ -596,8 +596,10 @@ async fn livekit_agent_publishes_nothing_when_publishing_is_off() {
     let room = bound(&api, &acme.id, "Quiet", "quiet-room").await.unwrap();
     let id = room.view.room.id.clone();
     api.start_room(&id).await.unwrap();
-    crate::common::eventually("the agent in the room", || async { identities(&server, "quiet-room") == ["huddle-agent"] })
-        .await;
+    crate::common::eventually("the agent in the room", || async {
+        identities(&server, "quiet-room") == ["huddle-agent"]
+    })
+    .await;
     // a participant speaks (over StreamAudio) and is transcribed; with publishing off no
     // caption reaches LiveKit (with it on, this segment would be captioned)
     let ada = api.join_room(&id, crate::common::human("Ada")).await.unwrap();

@@ -125,7 +125,8 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
         return;
     }
 
-    let owner = PeerOwner { inner: inner.clone(), room: room_name.clone(), identity: identity.clone(), signal_tx: tx.clone() };
+    let owner =
+        PeerOwner { inner: inner.clone(), room: room_name.clone(), identity: identity.clone(), signal_tx: tx.clone() };
     let subscriber = (!publications.is_empty() && join.claims.video.can_subscribe())
         .then(|| SubscriberPeer::spawn(owner.clone(), publications));
     // Created on the participant's first publisher offer.
