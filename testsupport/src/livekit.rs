@@ -314,7 +314,7 @@ impl LiveKitTestServer {
         }
         // Nobody reads this participant's signalling: it lives in the server.
         let (tx, _) = mpsc::unbounded_channel();
-        room.participants.insert(identity.to_string(), Participant { info, tx });
+        room.participants.insert(identity.to_string(), Participant { info, tx, control: None });
         room.publications.push(publication);
         PublishedTrack { participant_sid, track_sid }
     }
@@ -376,6 +376,24 @@ impl LiveKitTestServer {
         agent::terminate_job(&self.inner, job_id)
     }
 
+    /// Drops the `/rtc` socket of `identity` in `room` without a close frame or `leave`, as a
+    /// network failure would. False when no such participant is connected.
+    pub fn drop_connection(&self, room: &str, identity: &str) -> bool {
+        self.fault(room, identity, rtc::Fault::DropSocket)
+    }
+
+    /// Closes the server's peer connections to `identity` in `room` while signalling stays
+    /// up: the participant's ICE stops getting answers and, after its ICE timeout, fails.
+    pub fn drop_media(&self, room: &str, identity: &str) -> bool {
+        self.fault(room, identity, rtc::Fault::DropMedia)
+    }
+
+    fn fault(&self, room: &str, identity: &str, fault: rtc::Fault) -> bool {
+        let state = self.inner.state();
+        let control = state.rooms.get(room).and_then(|r| r.participants.get(identity)).and_then(|p| p.control.clone());
+        control.is_some_and(|c| c.send(fault).is_ok())
+    }
+
     /// Drops a worker's socket without a close frame, as a network failure would.
     pub fn disconnect_worker(&self, worker_id: &str) -> Result<()> {
         let state = self.inner.state();
@@ -426,6 +444,8 @@ pub(crate) struct RoomState {
 pub(crate) struct Participant {
     info: proto::ParticipantInfo,
     tx: mpsc::UnboundedSender<proto::SignalResponse>,
+    /// Failure injection into the participant's connection (`None` for server-side ones).
+    control: Option<mpsc::UnboundedSender<rtc::Fault>>,
 }
 
 impl Inner {

@@ -29,6 +29,7 @@ use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::track::track_remote::TrackRemote;
@@ -63,6 +64,9 @@ pub struct WebRtcOptions {
     /// Packets [`RoomSession::data`] holds while the data channels open (or fall behind);
     /// beyond this, sends are refused.
     pub data_buffer: usize,
+    /// ICE gives a connection up as failed after this long without traffic (webrtc-rs's
+    /// default, 25 s); the session then ends so that the caller can rejoin.
+    pub ice_failed_timeout: Duration,
 }
 
 impl Default for WebRtcOptions {
@@ -72,6 +76,7 @@ impl Default for WebRtcOptions {
             include_loopback_candidates: false,
             audio_buffer: 500,
             data_buffer: 256,
+            ice_failed_timeout: Duration::from_secs(25),
         }
     }
 }
@@ -97,6 +102,10 @@ impl WebRtcTransport {
         if self.options.include_loopback_candidates {
             settings.set_include_loopback_candidate(true);
         }
+        // Disconnected at a fifth of the failure timeout (webrtc-rs: 5 s of 25 s), keepalives
+        // often enough to notice.
+        let failed = self.options.ice_failed_timeout.max(Duration::from_millis(100));
+        settings.set_ice_timeouts(Some(failed / 5), Some(failed), Some((failed / 10).min(Duration::from_secs(2))));
         Ok(APIBuilder::new()
             .with_media_engine(media)
             .with_interceptor_registry(registry)
@@ -117,8 +126,10 @@ impl RoomTransport for WebRtcTransport {
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let (data, data_rx) = DataSender::channel(self.options.data_buffer);
         let (candidates_tx, candidates_rx) = mpsc::unbounded_channel();
+        let (states_tx, states_rx) = mpsc::unbounded_channel();
         let identity = join.participant.as_ref().map(|p| p.identity.clone()).unwrap_or_default();
-        let publisher = Publisher::start(&api, config.clone(), client.sender(), candidates_tx.clone(), identity)
+        let connections = Connections { candidates_tx: candidates_tx.clone(), states_tx: states_tx.clone() };
+        let publisher = Publisher::start(&api, config.clone(), client.sender(), connections, identity)
             .await?
             .with_queue(self.options.data_buffer);
         let subscriber = Subscriber {
@@ -128,9 +139,9 @@ impl RoomTransport for WebRtcTransport {
             audio_tx,
             pc: None,
             pending: Vec::new(),
-            candidates_tx: Some(candidates_tx),
+            connections: Some(Connections { candidates_tx, states_tx }),
         };
-        let channels = Channels { signal_rx, events_tx, shutdown_rx, candidates_rx, data_rx };
+        let channels = Channels { signal_rx, events_tx, shutdown_rx, candidates_rx, states_rx, data_rx };
         let task = tokio::spawn(run(subscriber, publisher, channels));
         let control = WebRtcControl { client, shutdown_tx, task };
         Ok(RoomSession::new(join, events_rx, Box::new(control)).with_audio(audio_rx).with_data(data))
@@ -164,6 +175,31 @@ impl RoomControl for WebRtcControl {
 /// A local ICE candidate and the connection it belongs to.
 type LocalCandidate = (proto::SignalTarget, RTCIceCandidateInit);
 
+/// Where both peer connections report candidates and state changes.
+#[derive(Clone)]
+struct Connections {
+    candidates_tx: mpsc::UnboundedSender<LocalCandidate>,
+    states_tx: mpsc::UnboundedSender<(proto::SignalTarget, RTCPeerConnectionState)>,
+}
+
+impl Connections {
+    /// Routes `pc`'s local candidates and state changes, tagged with `target`.
+    fn watch(&self, pc: &RTCPeerConnection, target: proto::SignalTarget) {
+        let candidates_tx = self.candidates_tx.clone();
+        pc.on_ice_candidate(Box::new(move |candidate| {
+            if let Some(init) = candidate.and_then(|c| c.to_json().ok()) {
+                let _ = candidates_tx.send((target, init));
+            }
+            Box::pin(async {})
+        }));
+        let states_tx = self.states_tx.clone();
+        pc.on_peer_connection_state_change(Box::new(move |state| {
+            let _ = states_tx.send((target, state));
+            Box::pin(async {})
+        }));
+    }
+}
+
 /// The subscriber side: one peer connection, created on the first offer.
 struct Subscriber {
     api: API,
@@ -173,7 +209,7 @@ struct Subscriber {
     pc: Option<Arc<RTCPeerConnection>>,
     /// Server candidates that arrived before the offer was applied.
     pending: Vec<RTCIceCandidateInit>,
-    candidates_tx: Option<mpsc::UnboundedSender<LocalCandidate>>,
+    connections: Option<Connections>,
 }
 
 /// What the session's media task listens to.
@@ -183,17 +219,27 @@ struct Channels {
     shutdown_rx: oneshot::Receiver<()>,
     /// Local candidates come through a channel so that each goes out after its description.
     candidates_rx: mpsc::UnboundedReceiver<LocalCandidate>,
+    states_rx: mpsc::UnboundedReceiver<(proto::SignalTarget, RTCPeerConnectionState)>,
     data_rx: mpsc::Receiver<Outgoing>,
 }
 
 /// Handles offers, answers and trickles for both connections, sends queued data, and
-/// forwards every server message to the session's events.
+/// forwards every server message to the session's events. Ends (closing the events, so the
+/// caller can rejoin) when signalling closes or either connection's ICE fails.
 async fn run(mut subscriber: Subscriber, mut publisher: Publisher, channels: Channels) {
-    let Channels { mut signal_rx, events_tx, mut shutdown_rx, mut candidates_rx, mut data_rx } = channels;
+    let Channels { mut signal_rx, events_tx, mut shutdown_rx, mut candidates_rx, mut states_rx, mut data_rx } =
+        channels;
     let mut data_open = true;
     loop {
         tokio::select! {
             _ = &mut shutdown_rx => break,
+            Some((target, state)) = states_rx.recv() => {
+                debug!(?target, ?state, "peer connection state");
+                if state == RTCPeerConnectionState::Failed {
+                    warn!(?target, "the LiveKit peer connection failed (ICE); ending the session to rejoin");
+                    break;
+                }
+            }
             Some((target, candidate)) = candidates_rx.recv() => send_candidate(&subscriber.signal, target, &candidate),
             Some(label) = publisher.opened_rx.recv() => publisher.opened(&label).await,
             outgoing = data_rx.recv(), if data_open => match outgoing {
@@ -282,17 +328,12 @@ impl Publisher {
         api: &API,
         config: RTCConfiguration,
         signal: SignalSender,
-        candidates_tx: mpsc::UnboundedSender<LocalCandidate>,
+        connections: Connections,
         identity: String,
     ) -> Result<Publisher> {
         let media_error = |e: webrtc::Error| LiveKitError::Media(e.to_string());
         let pc = Arc::new(api.new_peer_connection(config).await.map_err(media_error)?);
-        pc.on_ice_candidate(Box::new(move |candidate| {
-            if let Some(init) = candidate.and_then(|c| c.to_json().ok()) {
-                let _ = candidates_tx.send((proto::SignalTarget::Publisher, init));
-            }
-            Box::pin(async {})
-        }));
+        connections.watch(&pc, proto::SignalTarget::Publisher);
         let (opened_tx, opened_rx) = mpsc::unbounded_channel();
         let reliable = RTCDataChannelInit { ordered: Some(true), ..Default::default() };
         let lossy = RTCDataChannelInit { ordered: Some(false), max_retransmits: Some(0), ..Default::default() };
@@ -420,13 +461,9 @@ impl Subscriber {
             Some(pc) => pc.clone(),
             None => {
                 let pc = Arc::new(self.api.new_peer_connection(self.config.clone()).await.map_err(media_error)?);
-                let candidates_tx = self.candidates_tx.clone();
-                pc.on_ice_candidate(Box::new(move |candidate| {
-                    if let (Some(tx), Some(init)) = (&candidates_tx, candidate.and_then(|c| c.to_json().ok())) {
-                        let _ = tx.send((proto::SignalTarget::Subscriber, init));
-                    }
-                    Box::pin(async {})
-                }));
+                if let Some(connections) = &self.connections {
+                    connections.watch(&pc, proto::SignalTarget::Subscriber);
+                }
                 let audio_tx = self.audio_tx.clone();
                 pc.on_track(Box::new(move |track, _receiver, _transceiver| {
                     tokio::spawn(decode_track(track, audio_tx.clone()));
@@ -536,7 +573,7 @@ mod tests {
             audio_tx,
             pc: None,
             pending: Vec::new(),
-            candidates_tx: None,
+            connections: None,
         };
         for sdp in ["", "not sdp", "v=0\r\n"] {
             let err = subscriber.answer(sdp).await.expect_err("a bad offer must fail");

@@ -298,7 +298,11 @@ async fn livekit_agent_joins_a_started_room_and_leaves_when_it_ends() {
     })
     .await;
     let lk = rt.livekit().unwrap();
-    assert!(matches!(lk.presence().state(&id), Some(huddle_runtime::livekit::Presence::Joined { .. })));
+    // the server lists the agent before the agent has read its join response
+    crate::common::eventually("the agent's presence is Joined", || async {
+        matches!(lk.presence().state(&id), Some(huddle_runtime::livekit::Presence::Joined { .. }))
+    })
+    .await;
     let join = server.joins().into_iter().find(|j| j.room == "lk-standup").unwrap();
     assert_eq!(join.protocol, Some(17), "{join:?}");
 
@@ -614,5 +618,73 @@ async fn livekit_agent_publishes_nothing_when_publishing_is_off() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(server.data_packets("quiet-room").is_empty(), "{:?}", server.data_packets("quiet-room"));
     api.end_room(&id).await.unwrap();
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_agent_rejoins_after_a_dropped_socket_and_after_ice_fails() {
+    use huddle_runtime::livekit::Presence;
+    let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let livekit = LiveKitConfig {
+        url: Some(server.url().to_string()),
+        api_key: Some(KEY.into()),
+        api_secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let transport = huddle_actors::livekit::WebRtcTransport::new(huddle_actors::livekit::WebRtcOptions {
+        include_loopback_candidates: true,
+        ice_failed_timeout: std::time::Duration::from_secs(2),
+        ..Default::default()
+    });
+    let rt = Runtime::builder()
+        .database_url(format!("sqlite://{}", dir.path().join("rejoin.db").display()))
+        .livekit(livekit)
+        .livekit_transport(std::sync::Arc::new(transport))
+        .build()
+        .await
+        .unwrap();
+    let api = rt.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let room = bound(&api, &acme.id, "Flaky", "flaky-room").await.unwrap();
+    let id = room.view.room.id.clone();
+    api.start_room(&id).await.unwrap();
+    let lk = rt.livekit().unwrap();
+    let joined_sid = || match lk.presence().state(&id) {
+        Some(Presence::Joined { sid }) => Some(sid),
+        _ => None,
+    };
+    let agent_joins =
+        || server.joins().iter().filter(|j| j.room == "flaky-room" && j.identity == "huddle-agent").count();
+    crate::common::eventually("the agent joined", || async { joined_sid().is_some() }).await;
+    // the publisher connection is up before faults are injected
+    crate::common::eventually("the publisher answered", || async {
+        server
+            .requests("flaky-room", "huddle-agent")
+            .iter()
+            .any(|r| matches!(&r.message, Some(livekit_protocol::signal_request::Message::Offer(_))))
+    })
+    .await;
+    let first = joined_sid().unwrap();
+
+    // 1. signalling dies without a close frame: the agent rejoins (backoff starts at 0.5 s)
+    assert!(server.drop_connection("flaky-room", "huddle-agent"));
+    crate::common::eventually("the agent rejoined after the dropped socket", || async {
+        agent_joins() == 2 && joined_sid().is_some_and(|s| s != first)
+    })
+    .await;
+    let second = joined_sid().unwrap();
+
+    // 2. media dies while signalling stays up: ICE fails after 2 s, the session ends, the agent rejoins
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(server.drop_media("flaky-room", "huddle-agent"));
+    crate::common::eventually("the agent rejoined after ICE failed", || async {
+        agent_joins() == 3 && joined_sid().is_some_and(|s| s != second)
+    })
+    .await;
+    assert_eq!(identities(&server, "flaky-room"), ["huddle-agent"], "one agent, not a stale one beside it");
+
+    api.end_room(&id).await.unwrap();
+    crate::common::eventually("the agent left", || async { identities(&server, "flaky-room").is_empty() }).await;
     rt.shutdown().await;
 }

@@ -22,6 +22,14 @@ use tracing::debug;
 use super::media::{PeerInput, PeerOwner, PublisherInput, PublisherPeer, SubscriberPeer};
 use super::{Inner, JoinRecord, Participant, RoomState, ServerEvent, now_ms};
 
+/// A failure the test injects into one participant's connection.
+pub(crate) enum Fault {
+    /// Drop the socket without a close frame.
+    DropSocket,
+    /// Close the server's peer connections; signalling stays up.
+    DropMedia,
+}
+
 /// An authorised `/rtc` upgrade.
 pub(crate) struct RtcJoin {
     pub protocol: Option<i32>,
@@ -35,6 +43,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
     let identity = join.claims.sub.clone();
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<proto::SignalResponse>();
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Fault>();
 
     let info = proto::ParticipantInfo {
         sid: inner.new_id("PA_"),
@@ -81,7 +90,8 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
         for other in room.participants.values() {
             let _ = other.tx.send(update(info.clone()));
         }
-        room.participants.insert(identity.clone(), Participant { info: info.clone(), tx: tx.clone() });
+        room.participants
+            .insert(identity.clone(), Participant { info: info.clone(), tx: tx.clone(), control: Some(control_tx) });
         let room_info = proto::Room {
             sid: room.sid.clone(),
             name: room_name.clone(),
@@ -127,13 +137,25 @@ pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, joi
 
     let owner =
         PeerOwner { inner: inner.clone(), room: room_name.clone(), identity: identity.clone(), signal_tx: tx.clone() };
-    let subscriber = (!publications.is_empty() && join.claims.video.can_subscribe())
+    let mut subscriber = (!publications.is_empty() && join.claims.video.can_subscribe())
         .then(|| SubscriberPeer::spawn(owner.clone(), publications));
     // Created on the participant's first publisher offer.
     let mut publisher: Option<PublisherPeer> = None;
 
     loop {
         tokio::select! {
+            Some(fault) = control_rx.recv() => match fault {
+                // Dropping the stream halves without a close frame is what a dead network looks like.
+                Fault::DropSocket => {
+                    debug!(room = %room_name, %identity, "test: dropping the socket");
+                    break;
+                }
+                Fault::DropMedia => {
+                    debug!(room = %room_name, %identity, "test: closing the peer connections");
+                    subscriber = None;
+                    publisher = None;
+                }
+            },
             outgoing = rx.recv() => {
                 let Some(response) = outgoing else { break };
                 let is_leave = matches!(response.message, Some(Resp::Leave(_)));
