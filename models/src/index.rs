@@ -14,20 +14,18 @@
 //!   department: entity-wide documents are visible to all) and room. When the filtered
 //!   HNSW search finds fewer than k hits, an exact scan over the matching items fills in,
 //!   so a selective filter still gets k hits when k exist.
-//! - Snapshot: vectors and metadata (not the graph), checksummed with SHA-256; loading
-//!   verifies everything and rebuilds the graph with parallel insertion.
+//! - Snapshot (`index/snapshot.rs`): the graph as it is in memory (levels, links, entry
+//!   point, tombstones), the items' ids and filters and the vectors, checksummed with
+//!   SHA-256 and written atomically; loading reads it back in large blocks with no
+//!   rebuild, so searches answer exactly as before the save, and refuses a file that is
+//!   truncated, corrupt, of another version or whose graph is inconsistent.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
-
-use sha2::{Digest, Sha256};
 
 mod graph;
+mod snapshot;
 use graph::Graph;
 
-const MAGIC: &[u8; 8] = b"HUDDLEIX";
-const VERSION: u32 = 1;
 /// Tombstones above this share of the graph trigger a rebuild.
 const COMPACT_FRACTION: f64 = 0.25;
 
@@ -432,119 +430,6 @@ impl VectorIndex {
         }
         Ok(hits)
     }
-
-    /// Writes the live items (ids, metadata, vectors) to `path` atomically, with a
-    /// checksum.
-    pub fn save(&self, path: &Path) -> Result<(), IndexError> {
-        let werr = |source| IndexError::Write { path: path.display().to_string(), source };
-        let mut body = Vec::with_capacity(self.live.len() * (self.config.dim * 4 + 64));
-        body.extend_from_slice(&(self.config.dim as u32).to_le_bytes());
-        body.extend_from_slice(&(self.live.len() as u64).to_le_bytes());
-        for (i, s) in self.slots.iter().enumerate().filter(|(_, s)| s.alive) {
-            body.extend_from_slice(&s.id.to_le_bytes());
-            let meta = self.meta(s);
-            body.push(kind_code(meta.kind));
-            for field in [&meta.department_id, &meta.room_id, &meta.document_id] {
-                match field {
-                    None => body.extend_from_slice(&u32::MAX.to_le_bytes()),
-                    Some(v) => {
-                        body.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                        body.extend_from_slice(v.as_bytes());
-                    }
-                }
-            }
-            for x in self.vector(i) {
-                body.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut tmp = tempfile::Builder::new().prefix(".index-").tempfile_in(dir).map_err(werr)?;
-        tmp.write_all(MAGIC).map_err(werr)?;
-        tmp.write_all(&VERSION.to_le_bytes()).map_err(werr)?;
-        tmp.write_all(&body).map_err(werr)?;
-        tmp.write_all(&Sha256::digest(&body)).map_err(werr)?;
-        tmp.as_file().sync_all().map_err(werr)?;
-        tmp.persist(path).map_err(|e| werr(e.error))?;
-        Ok(())
-    }
-
-    /// Reads a snapshot written by [`Self::save`]. Anything wrong with the file (missing,
-    /// truncated, corrupt, another version or dimension) is an error, never a panic.
-    pub fn load(path: &Path, expected_dim: usize) -> Result<VectorIndex, IndexError> {
-        let bad = |message: String| IndexError::Snapshot { path: path.display().to_string(), message };
-        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        if bytes.len() < 8 + 4 + 12 + 32 || &bytes[..8] != MAGIC {
-            return Err(bad("not an index snapshot".into()));
-        }
-        let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-        if version != VERSION {
-            return Err(bad(format!("format version {version}, this build reads {VERSION}")));
-        }
-        let (body, sum) = bytes[12..].split_at(bytes.len() - 12 - 32);
-        if Sha256::digest(body).as_slice() != sum {
-            return Err(bad("checksum mismatch: the file is corrupt".into()));
-        }
-        let mut r = Reader { b: body, at: 0 };
-        let dim = r.u32().ok_or_else(|| bad("truncated".into()))? as usize;
-        if dim != expected_dim {
-            return Err(bad(format!("vectors have {dim} dimensions, expected {expected_dim}")));
-        }
-        let count = r.u64().ok_or_else(|| bad("truncated".into()))? as usize;
-        let mut items = Vec::with_capacity(count.min(body.len() / (dim * 4).max(1)));
-        for _ in 0..count {
-            let item = (|| {
-                let id = r.u64()?;
-                let kind = match r.u8()? {
-                    0 => None,
-                    1 => Some(ItemKind::Document),
-                    2 => Some(ItemKind::Transcript),
-                    _ => return None,
-                };
-                let mut fields = [None, None, None];
-                for f in &mut fields {
-                    let len = r.u32()?;
-                    if len != u32::MAX {
-                        *f = Some(String::from_utf8(r.take(len as usize)?.to_vec()).ok()?);
-                    }
-                }
-                let [department_id, room_id, document_id] = fields;
-                let raw = r.take(dim * 4)?;
-                let v: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-                Some((id, v, ItemMeta { kind, department_id, room_id, document_id }))
-            })()
-            .ok_or_else(|| bad("truncated or malformed item".into()))?;
-            items.push(item);
-        }
-        if r.at != body.len() {
-            return Err(bad("trailing bytes".into()));
-        }
-        let mut index = VectorIndex::new(IndexConfig { dim, capacity_hint: items.len(), ..IndexConfig::default() });
-        index.insert_batch(items).map_err(|e| bad(e.to_string()))?;
-        Ok(index)
-    }
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(n)?;
-        let s = self.b.get(self.at..end)?;
-        self.at = end;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|s| s[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|s| u32::from_le_bytes(s.try_into().unwrap()))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|s| u64::from_le_bytes(s.try_into().unwrap()))
-    }
 }
 
 #[cfg(test)]
@@ -562,8 +447,8 @@ mod tests {
         }
     }
 
-    /// Deterministic unit vectors in `clusters` clusters.
-    fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    /// Deterministic unit vectors in 20 clusters.
+    pub(super) fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut rnd = move || {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -581,7 +466,7 @@ mod tests {
             .collect()
     }
 
-    fn meta(i: usize) -> ItemMeta {
+    pub(super) fn meta(i: usize) -> ItemMeta {
         ItemMeta {
             kind: Some(if i.is_multiple_of(2) { ItemKind::Document } else { ItemKind::Transcript }),
             department_id: i.is_multiple_of(3).then(|| "sales".to_string()),
@@ -636,21 +521,21 @@ mod tests {
         assert_eq!(index.search(&queries[3], 1, None, &SearchFilter::default()).unwrap()[0].id, 5);
         assert_eq!(index.len(), 3_999);
 
-        // snapshots round-trip, and bad files are errors
+        // snapshots round-trip: the same graph, tombstones included, so the same hits
+        // and scores with and without filters; and bad files are errors
+        let removed = (100..400).step_by(3).filter(|&id| index.remove(id)).count();
+        assert!(removed >= 99, "{removed}");
+        assert_eq!(index.len(), 3_999 - removed);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("i.hnsw");
         index.save(&path).unwrap();
         let back = VectorIndex::load(&path, dim).unwrap();
         assert_eq!(back.len(), index.len());
         assert_eq!(back.max_id(), index.max_id());
-        for q in &queries[..5] {
-            let a: Vec<u64> =
-                index.search(q, 5, Some(200), &SearchFilter::default()).unwrap().iter().map(|h| h.id).collect();
-            let b: Vec<u64> =
-                back.search(q, 5, Some(200), &SearchFilter::default()).unwrap().iter().map(|h| h.id).collect();
-            assert_eq!(a, b);
-        }
+        assert_eq!(back.slots.len(), index.slots.len(), "tombstones are kept");
+        assert_same_answers(&index, &back, &queries);
         assert!(!back.contains(top.id));
+        assert!(!back.contains(103));
         assert!(VectorIndex::load(&path, dim + 1).is_err());
         let bytes = std::fs::read(&path).unwrap();
         for cut in [0, 7, 12, 40, bytes.len() / 2, bytes.len() - 1] {
@@ -662,6 +547,46 @@ mod tests {
         std::fs::write(&path, &flipped).unwrap();
         assert!(VectorIndex::load(&path, dim).unwrap_err().to_string().contains("checksum"));
         assert!(VectorIndex::load(&dir.path().join("absent"), dim).is_err());
+    }
+
+    /// Filters that select by kind, department (known, unknown), room (known, unknown),
+    /// and all three.
+    pub(super) fn filters() -> Vec<SearchFilter> {
+        vec![
+            SearchFilter::default(),
+            SearchFilter { kinds: Some(vec![ItemKind::Document]), ..Default::default() },
+            SearchFilter { department_id: Some("sales".into()), ..Default::default() },
+            SearchFilter { department_id: Some("support".into()), ..Default::default() },
+            SearchFilter { room_id: Some("room-1".into()), ..Default::default() },
+            SearchFilter { room_id: Some("nowhere".into()), ..Default::default() },
+            SearchFilter {
+                kinds: Some(vec![ItemKind::Transcript]),
+                department_id: Some("sales".into()),
+                room_id: Some("room-3".into()),
+            },
+        ]
+    }
+
+    /// Both indexes give the same hits with bit-identical scores for every query, filter,
+    /// k and ef, and hold the same items.
+    pub(super) fn assert_same_answers(a: &VectorIndex, b: &VectorIndex, queries: &[Vec<f32>]) {
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a.max_id(), b.max_id());
+        let mut compared = 0;
+        for f in filters() {
+            for q in queries {
+                for (k, ef) in [(1, None), (10, None), (10, Some(16)), (40, Some(200))] {
+                    let x = a.search(q, k, ef, &f).unwrap();
+                    let y = b.search(q, k, ef, &f).unwrap();
+                    assert_eq!(x.len(), y.len(), "{f:?} k {k}");
+                    for (h, g) in x.iter().zip(&y) {
+                        assert_eq!((h.id, h.score.to_bits()), (g.id, g.score.to_bits()), "{f:?} k {k} ef {ef:?}");
+                    }
+                    compared += x.len();
+                }
+            }
+        }
+        assert!(compared > 0, "the searches found nothing to compare");
     }
 
     #[test]

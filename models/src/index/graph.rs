@@ -1,6 +1,8 @@
 //! A flat HNSW graph over unit vectors stored once, contiguously: u32 node ids, the
-//! level-0 links in one array of `2M` slots a node, upper-level links per node, and a
-//! reused visited set per thread. Writes take `&mut self`; searches `&self`.
+//! level-0 links in one array of `2M` slots a node, the links of levels 1.. in another
+//! of `M` slots a (node, level) block, and a reused visited set per thread. Writes take
+//! `&mut self`; searches `&self`. Every part is a flat array, so a snapshot writes and
+//! reads the graph as a few large blocks ([`Graph::validate`] checks a loaded one).
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -28,27 +30,63 @@ thread_local! {
     static VISITED: RefCell<(u32, Vec<u32>)> = const { RefCell::new((0, Vec::new())) };
 }
 
-pub(crate) struct Graph {
+/// The highest level a node can get.
+pub(super) const MAX_LEVEL: u8 = 16;
+
+pub(super) struct Graph {
     dim: usize,
-    m: usize,
-    m0: usize,
+    pub(super) m: usize,
+    pub(super) m0: usize,
     ef_construction: usize,
     ml: f64,
-    pub(crate) vectors: Vec<f32>,
-    levels: Vec<u8>,
+    pub(super) vectors: Vec<f32>,
+    pub(super) levels: Vec<u8>,
     /// Level-0 links: `m0` slots a node, `len0` of them used.
-    links0: Vec<u32>,
-    len0: Vec<u8>,
-    /// Links of levels 1.. for nodes that reach them: `upper[node][level - 1]`.
-    upper: Vec<Vec<Vec<u32>>>,
-    entry: Option<u32>,
-    max_level: u8,
-    rng: u64,
+    pub(super) links0: Vec<u32>,
+    pub(super) len0: Vec<u8>,
+    /// A node's first block of upper links: its levels `1..=level` are the blocks
+    /// `upper_at[node]..upper_at[node] + level` (the prefix sums of `levels`).
+    pub(super) upper_at: Vec<u32>,
+    /// Links of levels 1..: `m` slots a block, `upper_len` of them used.
+    pub(super) upper_links: Vec<u32>,
+    pub(super) upper_len: Vec<u8>,
+    pub(super) entry: Option<u32>,
+    pub(super) max_level: u8,
+    /// The level generator's state, kept in snapshots so that a loaded graph grows
+    /// as the saved one would have.
+    pub(super) rng: u64,
+}
+
+/// Links a node keeps on levels 1.. (`M`) for a configured `max_connections`.
+pub(super) fn links_per_level(max_connections: usize) -> usize {
+    max_connections.clamp(4, 64)
+}
+
+/// Upper-link blocks to expect for `n` nodes: a node reaches level `l` with
+/// probability `M^-l`, so about `n / (M - 1)` blocks in all.
+fn upper_blocks(n: usize, m: usize) -> usize {
+    n / (m - 1) + 1
+}
+
+/// A graph's arrays as a snapshot stores them (see [`Graph`] for what each holds).
+pub(super) struct Parts {
+    pub dim: usize,
+    pub max_connections: usize,
+    pub ef_construction: usize,
+    pub vectors: Vec<f32>,
+    pub levels: Vec<u8>,
+    pub links0: Vec<u32>,
+    pub len0: Vec<u8>,
+    pub upper_links: Vec<u32>,
+    pub upper_len: Vec<u8>,
+    pub entry: Option<u32>,
+    pub max_level: u8,
+    pub rng: u64,
 }
 
 impl Graph {
     pub fn new(dim: usize, m: usize, ef_construction: usize, capacity: usize) -> Graph {
-        let m = m.clamp(4, 64);
+        let m = links_per_level(m);
         Graph {
             dim,
             m,
@@ -59,7 +97,9 @@ impl Graph {
             levels: Vec::with_capacity(capacity),
             links0: Vec::with_capacity(capacity * 2 * m),
             len0: Vec::with_capacity(capacity),
-            upper: Vec::with_capacity(capacity),
+            upper_at: Vec::with_capacity(capacity),
+            upper_links: Vec::with_capacity(upper_blocks(capacity, m) * m),
+            upper_len: Vec::with_capacity(upper_blocks(capacity, m)),
             entry: None,
             max_level: 0,
             rng: 0x2545_f491_4f6c_dd1d,
@@ -70,13 +110,92 @@ impl Graph {
         self.levels.len()
     }
 
+    /// A graph from a snapshot's arrays, checked so that no search on it can index out
+    /// of bounds or walk a link to a node without that level: every array has the size
+    /// the node count gives, every link points at a node of the link's level, and the
+    /// entry point is a node of the top level.
+    pub fn from_parts(p: Parts) -> Result<Graph, String> {
+        let mut g = Graph::new(p.dim, p.max_connections, p.ef_construction, 0);
+        let (n, m, m0) = (p.levels.len(), g.m, g.m0);
+        if n >= u32::MAX as usize {
+            return Err(format!("{n} nodes are more than a graph holds"));
+        }
+        if p.dim == 0
+            || p.vectors.len() != n * p.dim
+            || p.links0.len() != n * m0
+            || p.len0.len() != n
+            || p.upper_links.len() != p.upper_len.len() * m
+        {
+            return Err("the graph's arrays disagree on its size".into());
+        }
+        if p.rng == 0 {
+            return Err("the level generator's state is zero".into());
+        }
+        if p.max_level > MAX_LEVEL {
+            return Err(format!("top level {} is above {MAX_LEVEL}", p.max_level));
+        }
+        let mut upper_at = Vec::with_capacity(n);
+        let mut blocks = 0usize;
+        for (node, &level) in p.levels.iter().enumerate() {
+            if level > p.max_level {
+                return Err(format!("node {node} has level {level}, above the top level {}", p.max_level));
+            }
+            upper_at.push(blocks as u32);
+            blocks += level as usize;
+        }
+        if blocks != p.upper_len.len() {
+            return Err(format!("the levels need {blocks} upper link blocks, the graph has {}", p.upper_len.len()));
+        }
+        match p.entry {
+            None if n == 0 && p.max_level == 0 => {}
+            Some(e) if (e as usize) < n && p.levels[e as usize] == p.max_level => {}
+            e => return Err(format!("entry point {e:?} is not a node of the top level {}", p.max_level)),
+        }
+        for (node, (&len, links)) in p.len0.iter().zip(p.links0.chunks_exact(m0)).enumerate() {
+            let links = links.get(..len as usize).ok_or_else(|| format!("node {node} has {len} links, over {m0}"))?;
+            if let Some(&to) = links.iter().find(|&&to| to as usize >= n) {
+                return Err(format!("node {node} links to node {to}, out of range ({n} nodes)"));
+            }
+        }
+        for (node, (&level, &first)) in p.levels.iter().zip(&upper_at).enumerate() {
+            for l in 1..=level {
+                let b = first as usize + l as usize - 1;
+                let len = p.upper_len[b] as usize;
+                if len > m {
+                    return Err(format!("node {node} has {len} links at level {l}, over {m}"));
+                }
+                for &to in &p.upper_links[b * m..b * m + len] {
+                    if p.levels.get(to as usize).is_none_or(|&tl| tl < l) {
+                        return Err(format!("node {node} links at level {l} to node {to}, which is not on that level"));
+                    }
+                }
+            }
+        }
+        if p.vectors.iter().any(|x| !x.is_finite()) {
+            return Err("a vector holds a value that is not a finite number".into());
+        }
+        g.vectors = p.vectors;
+        g.levels = p.levels;
+        g.links0 = p.links0;
+        g.len0 = p.len0;
+        g.upper_at = upper_at;
+        g.upper_links = p.upper_links;
+        g.upper_len = p.upper_len;
+        g.entry = p.entry;
+        g.max_level = p.max_level;
+        g.rng = p.rng;
+        Ok(g)
+    }
+
     /// Room for `n` more nodes, allocated exactly (no doubling).
     pub fn reserve(&mut self, n: usize) {
         self.vectors.reserve_exact(n * self.dim);
         self.levels.reserve_exact(n);
         self.links0.reserve_exact(n * self.m0);
         self.len0.reserve_exact(n);
-        self.upper.reserve_exact(n);
+        self.upper_at.reserve_exact(n);
+        self.upper_links.reserve(upper_blocks(n, self.m) * self.m);
+        self.upper_len.reserve(upper_blocks(n, self.m));
     }
 
     pub fn vector(&self, n: u32) -> &[f32] {
@@ -87,12 +206,18 @@ impl Graph {
         1.0 - dot(q, self.vector(n))
     }
 
+    /// The upper-links block of `n` at `level` (>= 1).
+    fn block(&self, n: u32, level: u8) -> usize {
+        self.upper_at[n as usize] as usize + level as usize - 1
+    }
+
     fn neighbours(&self, n: u32, level: u8) -> &[u32] {
         if level == 0 {
             let at = n as usize * self.m0;
             &self.links0[at..at + self.len0[n as usize] as usize]
         } else {
-            &self.upper[n as usize][level as usize - 1]
+            let b = self.block(n, level);
+            &self.upper_links[b * self.m..b * self.m + self.upper_len[b] as usize]
         }
     }
 
@@ -102,7 +227,9 @@ impl Graph {
             self.links0[at..at + list.len()].copy_from_slice(list);
             self.len0[n as usize] = list.len() as u8;
         } else {
-            self.upper[n as usize][level as usize - 1] = list.to_vec();
+            let b = self.block(n, level);
+            self.upper_links[b * self.m..b * self.m + list.len()].copy_from_slice(list);
+            self.upper_len[b] = list.len() as u8;
         }
     }
 
@@ -111,7 +238,7 @@ impl Graph {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         let u = ((self.rng >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        ((-u.ln() * self.ml).floor() as usize).min(16) as u8
+        ((-u.ln() * self.ml).floor() as usize).min(MAX_LEVEL as usize) as u8
     }
 
     /// The `ef` nearest nodes to `q` at `level` from `entries` that `accept` (every node is
@@ -210,7 +337,9 @@ impl Graph {
         self.levels.push(level);
         self.links0.extend(std::iter::repeat_n(0, self.m0));
         self.len0.push(0);
-        self.upper.push(vec![Vec::new(); level as usize]);
+        self.upper_at.push(self.upper_len.len() as u32);
+        self.upper_len.extend(std::iter::repeat_n(0, level as usize));
+        self.upper_links.extend(std::iter::repeat_n(0, level as usize * self.m));
         let Some(mut ep) = self.entry else {
             self.entry = Some(id);
             self.max_level = level;
