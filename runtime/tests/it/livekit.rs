@@ -265,12 +265,7 @@ async fn livekit_join_returns_a_participant_token() {
 async fn node_on(server: &huddle_testsupport::livekit::LiveKitTestServer, worker: Option<(usize, &str)>) -> Runtime {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.keep().join("lk.db").display());
-    let mut livekit = LiveKitConfig {
-        url: Some(server.url().to_string()),
-        api_key: Some(KEY.into()),
-        api_secret: Some(SECRET.into()),
-        ..Default::default()
-    };
+    let mut livekit = lk_config(server);
     if let Some((max_jobs, entity)) = worker {
         livekit.worker = true;
         livekit.max_jobs = max_jobs;
@@ -281,6 +276,39 @@ async fn node_on(server: &huddle_testsupport::livekit::LiveKitTestServer, worker
 
 fn identities(server: &huddle_testsupport::livekit::LiveKitTestServer, room: &str) -> Vec<String> {
     server.participants(room).into_iter().map(|p| p.identity).collect()
+}
+
+/// LiveKit configuration for a node whose LiveKit is `server`.
+fn lk_config(server: &huddle_testsupport::livekit::LiveKitTestServer) -> LiveKitConfig {
+    LiveKitConfig {
+        url: Some(server.url().to_string()),
+        api_key: Some(KEY.into()),
+        api_secret: Some(SECRET.into()),
+        ..Default::default()
+    }
+}
+
+/// A runtime on a SQLite file in `dir` whose agent joins with WebRTC media over loopback
+/// (`options` with loopback candidates on).
+fn media_node(
+    dir: &std::path::Path,
+    livekit: LiveKitConfig,
+    options: huddle_actors::livekit::WebRtcOptions,
+) -> huddle_runtime::RuntimeBuilder {
+    let options = huddle_actors::livekit::WebRtcOptions { include_loopback_candidates: true, ..options };
+    Runtime::builder()
+        .database_url(format!("sqlite://{}", dir.join("media.db").display()))
+        .livekit(livekit)
+        .livekit_transport(std::sync::Arc::new(huddle_actors::livekit::WebRtcTransport::new(options)))
+}
+
+/// Speech on the test whisper model, not fetched.
+fn test_speech() -> huddle_runtime::SpeechConfig {
+    huddle_runtime::SpeechConfig {
+        whisper_model: Some(crate::speech::model_path()),
+        fetch_missing: false,
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,15 +352,7 @@ async fn livekit_worker_takes_jobs_up_to_its_capacity_then_drains() {
     let dir = tempfile::tempdir().unwrap();
     let store = huddle_storage::open(&format!("sqlite://{}", dir.path().join("w.db").display())).await.unwrap();
     let acme = store.create_entity(huddle_core::NewEntity { name: "Acme".into(), ..Default::default() }).await.unwrap();
-    let livekit = LiveKitConfig {
-        url: Some(server.url().to_string()),
-        api_key: Some(KEY.into()),
-        api_secret: Some(SECRET.into()),
-        worker: true,
-        max_jobs: 2,
-        worker_entity: Some(acme.id),
-        ..Default::default()
-    };
+    let livekit = LiveKitConfig { worker: true, max_jobs: 2, worker_entity: Some(acme.id), ..lk_config(&server) };
     let rt = Runtime::builder().store(store).livekit(livekit).build().await.unwrap();
     crate::common::eventually("the worker registers", || async { !server.workers().is_empty() }).await;
     assert_eq!(server.workers()[0].register.agent_name, "huddle");
@@ -417,12 +437,7 @@ async fn livekit_agent_rejoins_active_rooms_after_a_restart() {
     let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = huddle_storage::open(&format!("sqlite://{}", dir.path().join("r.db").display())).await.unwrap();
-    let livekit = LiveKitConfig {
-        url: Some(server.url().to_string()),
-        api_key: Some(KEY.into()),
-        api_secret: Some(SECRET.into()),
-        ..Default::default()
-    };
+    let livekit = lk_config(&server);
     let first = Runtime::builder().store(store.clone()).livekit(livekit.clone()).build().await.unwrap();
     let api = first.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
@@ -477,28 +492,10 @@ async fn livekit_agent_hears_a_participant_and_publishes_captions_and_suggestion
     speech.extend(speech_48k("Can a customer on an annual plan get a refund?", 1_500));
     let published = server.publish_audio("hear-room", "ada", speech);
     let dir = tempfile::tempdir().unwrap();
-    let speech = huddle_runtime::SpeechConfig {
-        whisper_model: Some(crate::speech::model_path()),
-        fetch_missing: false,
-        ..Default::default()
-    };
     let knowledge = tokio::task::spawn_blocking(|| crate::knowledge::config(None)).await.unwrap();
-    let livekit = LiveKitConfig {
-        url: Some(server.url().to_string()),
-        api_key: Some(KEY.into()),
-        api_secret: Some(SECRET.into()),
-        ..Default::default()
-    };
-    let transport = huddle_actors::livekit::WebRtcTransport::new(huddle_actors::livekit::WebRtcOptions {
-        include_loopback_candidates: true,
-        ..Default::default()
-    });
-    let rt = Runtime::builder()
-        .database_url(format!("sqlite://{}", dir.path().join("hear.db").display()))
-        .speech(speech)
+    let rt = media_node(dir.path(), lk_config(&server), Default::default())
+        .speech(test_speech())
         .knowledge(knowledge)
-        .livekit(livekit)
-        .livekit_transport(std::sync::Arc::new(transport))
         .build()
         .await
         .unwrap();
@@ -570,31 +567,8 @@ async fn livekit_agent_hears_a_participant_and_publishes_captions_and_suggestion
 async fn livekit_agent_publishes_nothing_when_publishing_is_off() {
     let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let livekit = LiveKitConfig {
-        url: Some(server.url().to_string()),
-        api_key: Some(KEY.into()),
-        api_secret: Some(SECRET.into()),
-        captions: false,
-        suggestion_topic: String::new(),
-        ..Default::default()
-    };
-    let transport = huddle_actors::livekit::WebRtcTransport::new(huddle_actors::livekit::WebRtcOptions {
-        include_loopback_candidates: true,
-        ..Default::default()
-    });
-    let speech = huddle_runtime::SpeechConfig {
-        whisper_model: Some(crate::speech::model_path()),
-        fetch_missing: false,
-        ..Default::default()
-    };
-    let rt = Runtime::builder()
-        .database_url(format!("sqlite://{}", dir.path().join("quiet.db").display()))
-        .speech(speech)
-        .livekit(livekit)
-        .livekit_transport(std::sync::Arc::new(transport))
-        .build()
-        .await
-        .unwrap();
+    let livekit = LiveKitConfig { captions: false, suggestion_topic: String::new(), ..lk_config(&server) };
+    let rt = media_node(dir.path(), livekit, Default::default()).speech(test_speech()).build().await.unwrap();
     let api = rt.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
     let room = bound(&api, &acme.id, "Quiet", "quiet-room").await.unwrap();
@@ -626,24 +600,11 @@ async fn livekit_agent_rejoins_after_a_dropped_socket_and_after_ice_fails() {
     use huddle_runtime::livekit::Presence;
     let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let livekit = LiveKitConfig {
-        url: Some(server.url().to_string()),
-        api_key: Some(KEY.into()),
-        api_secret: Some(SECRET.into()),
-        ..Default::default()
-    };
-    let transport = huddle_actors::livekit::WebRtcTransport::new(huddle_actors::livekit::WebRtcOptions {
-        include_loopback_candidates: true,
+    let options = huddle_actors::livekit::WebRtcOptions {
         ice_failed_timeout: std::time::Duration::from_secs(2),
         ..Default::default()
-    });
-    let rt = Runtime::builder()
-        .database_url(format!("sqlite://{}", dir.path().join("rejoin.db").display()))
-        .livekit(livekit)
-        .livekit_transport(std::sync::Arc::new(transport))
-        .build()
-        .await
-        .unwrap();
+    };
+    let rt = media_node(dir.path(), lk_config(&server), options).build().await.unwrap();
     let api = rt.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
     let room = bound(&api, &acme.id, "Flaky", "flaky-room").await.unwrap();
