@@ -12,7 +12,8 @@
 //! - [`data`]: [`data::DataSender`] and the `DataPacket`s huddle publishes (captions, topics)
 //! - [`worker`]: [`worker::WorkerActor`], LiveKit's agent worker protocol (`/agent`)
 //!
-//! Only `ws://` URLs are supported until a TLS feature of `tokio-tungstenite` is enabled.
+//! `wss://` (and `https://`) servers are reached over rustls, trusting the Mozilla roots
+//! unless [`SignalOptions::tls`] says otherwise.
 
 pub mod data;
 pub mod media;

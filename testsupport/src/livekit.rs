@@ -50,6 +50,8 @@ pub enum TestServerError {
     NoWorkers,
     #[error("no job {0} is known to the server")]
     UnknownJob(String),
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
     #[error("no connected worker {0}")]
     UnknownWorker(String),
 }
@@ -67,6 +69,9 @@ pub struct TestServerConfig {
     pub ping_timeout_secs: i32,
     /// How long `dispatch_job` waits for a worker's `AvailabilityResponse`.
     pub availability_timeout: Duration,
+    /// Serve `wss://localhost:PORT` with a fresh self-signed certificate for `localhost`
+    /// (see [`LiveKitTestServer::client_tls`]) instead of `ws://127.0.0.1:PORT`.
+    pub tls: bool,
 }
 
 impl TestServerConfig {
@@ -77,6 +82,7 @@ impl TestServerConfig {
             ping_interval_secs: 5,
             ping_timeout_secs: 15,
             availability_timeout: Duration::from_secs(5),
+            tls: false,
         }
     }
 }
@@ -229,8 +235,14 @@ impl LiveKitTestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (events_tx, _) = broadcast::channel(1024);
+        let tls = if config.tls { Some(Tls::self_signed()?) } else { None };
+        let url = match &tls {
+            Some(_) => format!("wss://localhost:{}", addr.port()),
+            None => format!("ws://{addr}"),
+        };
         let inner = Arc::new(Inner {
-            url: format!("ws://{addr}"),
+            url,
+            tls,
             verifier: TokenVerifier::with_api_key(&config.api_key, &config.api_secret),
             config,
             state: Mutex::new(State::default()),
@@ -242,9 +254,18 @@ impl LiveKitTestServer {
         Ok(Self { inner, accept_task })
     }
 
-    /// `ws://127.0.0.1:PORT`
+    /// `ws://127.0.0.1:PORT`, or `wss://localhost:PORT` with [`TestServerConfig::tls`].
     pub fn url(&self) -> &str {
         &self.inner.url
+    }
+
+    /// A client TLS configuration trusting only this server's self-signed certificate
+    /// (`None` without [`TestServerConfig::tls`]).
+    pub fn client_tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        let tls = self.inner.tls.as_ref()?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(tls.certificate.clone()).ok()?;
+        Some(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
     }
 
     /// A participant token for `room` (join, publish, subscribe).
@@ -404,9 +425,36 @@ impl LiveKitTestServer {
 }
 
 /// State shared by the accept loop, connection tasks and the test-facing handle.
+/// The server side of [`TestServerConfig::tls`].
+struct Tls {
+    certificate: rustls::pki_types::CertificateDer<'static>,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl Tls {
+    fn self_signed() -> Result<Tls> {
+        let tls_error = |e: String| TestServerError::Tls(e);
+        let key =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).map_err(|e| tls_error(e.to_string()))?;
+        let certificate = key.cert.der().clone();
+        let private = rustls::pki_types::PrivateKeyDer::Pkcs8(key.key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate.clone()], private)
+            .map_err(|e| tls_error(e.to_string()))?;
+        Ok(Tls { certificate, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) })
+    }
+}
+
+/// A connection's byte stream: plain TCP or TLS over it.
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+pub(crate) type BoxIo = Box<dyn Io>;
+
 pub(crate) struct Inner {
     config: TestServerConfig,
     url: String,
+    tls: Option<Tls>,
     verifier: TokenVerifier,
     state: Mutex<State>,
     events_tx: broadcast::Sender<ServerEvent>,
@@ -567,6 +615,16 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 }
 
 async fn serve_connection(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
+    let stream: BoxIo = match &inner.tls {
+        Some(tls) => match tls.acceptor.accept(stream).await {
+            Ok(stream) => Box::new(stream),
+            Err(e) => {
+                debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+        },
+        None => Box::new(stream),
+    };
     let mut route = None;
     // The callback's signature is tungstenite's.
     #[allow(clippy::result_large_err)]

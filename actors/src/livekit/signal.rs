@@ -26,11 +26,13 @@ pub struct SignalOptions {
     /// Time allowed for the WebSocket handshake plus the `join` response.
     pub connect_timeout: Duration,
     pub auto_subscribe: bool,
+    /// TLS for `wss://` servers; `None` trusts the Mozilla roots (webpki-roots).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for SignalOptions {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(10), auto_subscribe: true }
+        Self { connect_timeout: Duration::from_secs(10), auto_subscribe: true, tls: None }
     }
 }
 
@@ -74,8 +76,10 @@ impl SignalClient {
             .append_pair("auto_subscribe", if options.auto_subscribe { "1" } else { "0" });
 
         let connect = async {
-            let (mut ws, _) =
-                tokio_tungstenite::connect_async(rtc_url.as_str()).await.map_err(|e| connect_error(url, e))?;
+            let connector = options.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+            let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(rtc_url.as_str(), None, true, connector)
+                .await
+                .map_err(|e| connect_error(url, e))?;
             loop {
                 let bytes = match ws.next().await {
                     Some(Ok(Message::Binary(bytes))) => bytes,

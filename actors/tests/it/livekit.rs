@@ -565,3 +565,27 @@ async fn livekit_media_agent_publishes_data_packets_on_both_channels() {
         Err(huddle_actors::livekit::LiveKitError::Closed)
     ));
 }
+
+#[tokio::test]
+async fn livekit_signal_joins_over_wss_and_refuses_an_untrusted_certificate() {
+    use huddle_actors::livekit::SignalOptions;
+    let config = TestServerConfig { tls: true, ..TestServerConfig::new(KEY, SECRET) };
+    let server = LiveKitTestServer::start_with(config).await.unwrap();
+    assert!(server.url().starts_with("wss://localhost:"), "{}", server.url());
+    let token = server.token("secure", "alice");
+
+    // by default only public roots are trusted: the self-signed certificate is refused, saying why
+    let err = SignalClient::connect(server.url(), &token).await.err().expect("an untrusted certificate is refused");
+    assert!(
+        matches!(&err, LiveKitError::Connect { reason, .. } if reason.to_lowercase().contains("certificate")),
+        "{err}"
+    );
+    assert!(server.participants("secure").is_empty());
+
+    // trusting it, the join goes through TLS
+    let options = SignalOptions { tls: server.client_tls(), ..Default::default() };
+    let (client, _events) = SignalClient::connect_with(server.url(), &token, options).await.unwrap();
+    assert_eq!(client.join_response().room.as_ref().map(|r| r.name.as_str()), Some("secure"));
+    assert_eq!(server.participants("secure").len(), 1);
+    client.leave().await.unwrap();
+}

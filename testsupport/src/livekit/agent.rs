@@ -9,7 +9,6 @@ use livekit_protocol as proto;
 use prost::Message as _;
 use proto::server_message::Message as ServerMsg;
 use proto::worker_message::Message as WorkerMsg;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -32,7 +31,7 @@ pub(crate) struct WorkerConn {
     pub agent_name: String,
 }
 
-pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>) {
+pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<super::BoxIo>) {
     let (mut sink, mut stream) = ws.split();
 
     let register = match tokio::time::timeout(REGISTER_TIMEOUT, next_message(&mut stream)).await {

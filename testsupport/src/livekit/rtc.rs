@@ -13,7 +13,6 @@ use livekit_protocol as proto;
 use prost::Message as _;
 use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -38,7 +37,7 @@ pub(crate) struct RtcJoin {
     pub claims: Claims,
 }
 
-pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<TcpStream>, join: RtcJoin) {
+pub(crate) async fn serve(inner: Arc<Inner>, ws: WebSocketStream<super::BoxIo>, join: RtcJoin) {
     let room_name = join.claims.video.room.clone();
     let identity = join.claims.sub.clone();
     let (mut sink, mut stream) = ws.split();
