@@ -13,7 +13,7 @@
 //! - [`worker`]: [`worker::WorkerActor`], LiveKit's agent worker protocol (`/agent`)
 //!
 //! `wss://` (and `https://`) servers are reached over rustls, trusting the Mozilla roots
-//! unless [`SignalOptions::tls`] says otherwise.
+//! unless [`SignalOptions::tls`] / [`WorkerArgs::tls`] say otherwise ([`tls_trusting`]).
 
 pub mod data;
 pub mod media;
@@ -51,6 +51,8 @@ pub enum LiveKitError {
     Closed,
     #[error("WebRTC media error: {0}")]
     Media(String),
+    #[error("TLS setup: {0}")]
+    Tls(String),
     #[error("job failed: {0}")]
     Job(String),
 }
@@ -110,6 +112,24 @@ impl RoomSession {
 #[async_trait]
 pub trait RoomControl: Send + Sync {
     async fn leave(self: Box<Self>) -> Result<()>;
+}
+
+/// A TLS client configuration for `wss://` LiveKit servers trusting the Mozilla roots plus
+/// every CA certificate in `pem` (for servers with a private CA).
+pub fn tls_trusting(pem: &[u8]) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let invalid = |reason: String| LiveKitError::Tls(reason);
+    let mut roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut added = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| invalid(format!("unreadable PEM certificate: {e}")))?;
+        roots.add(cert).map_err(|e| invalid(format!("unusable CA certificate: {e}")))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(invalid("no PEM certificate (-----BEGIN CERTIFICATE-----) found".into()));
+    }
+    Ok(std::sync::Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
 }
 
 /// Milliseconds since the Unix epoch, as LiveKit's ping timestamps use.

@@ -64,6 +64,9 @@ pub struct LiveKitConfig {
     /// The data topic suggestions are published on as JSON (reliable); empty:
     /// suggestions are not published.
     pub suggestion_topic: String,
+    /// A PEM file of CA certificates trusted for `wss://` besides the Mozilla
+    /// roots (a LiveKit server with a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for LiveKitConfig {
@@ -80,11 +83,21 @@ impl Default for LiveKitConfig {
             worker_entity: None,
             captions: true,
             suggestion_topic: "huddle.suggestion".into(),
+            ca_file: None,
         }
     }
 }
 
 impl LiveKitConfig {
+    /// The TLS configuration `ca_file` asks for; `None` without one (the Mozilla roots).
+    pub fn tls(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+        let Some(path) = &self.ca_file else { return Ok(None) };
+        let pem = std::fs::read(path).map_err(|e| format!("livekit.ca_file {}: {e}", path.display()))?;
+        huddle_actors::livekit::tls_trusting(&pem)
+            .map(Some)
+            .map_err(|e| format!("livekit.ca_file {}: {e}", path.display()))
+    }
+
     /// Whether URL, key and secret are all set.
     pub fn is_configured(&self) -> bool {
         self.url.is_some() && self.api_key.is_some() && self.api_secret.is_some()
@@ -561,6 +574,9 @@ impl Config {
         }
         if lk.agent_identity.trim().is_empty() || lk.token_ttl_secs == 0 {
             return invalid("livekit.agent_identity must not be empty and livekit.token_ttl_secs must be above 0");
+        }
+        if let Err(e) = lk.tls() {
+            return invalid(&e);
         }
         let n = &self.notify;
         if let Err(e) = n.retry_schedule.parse::<huddle_actors::notify::schedule::RetrySchedule>() {

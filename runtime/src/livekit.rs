@@ -41,7 +41,18 @@ pub struct LiveKit {
     receiver: WebhookReceiver,
     presence: AgentPresence,
     worker: std::sync::OnceLock<ractor::ActorRef<huddle_actors::livekit::WorkerMsg>>,
+    /// TLS for the worker's `wss://` connection (`livekit.ca_file`).
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     config: LiveKitConfig,
+}
+
+/// `livekit.ca_file`'s TLS configuration. Config validation reports a bad file; here it is
+/// logged and the Mozilla roots are used.
+fn load_tls(cfg: &LiveKitConfig) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    cfg.tls().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "LiveKit TLS: using the Mozilla roots only");
+        None
+    })
 }
 
 impl std::fmt::Debug for LiveKit {
@@ -66,7 +77,9 @@ pub fn check_livekit_name(field: &'static str, value: &str) -> Result<(), ApiErr
 impl LiveKit {
     /// `None` unless URL, API key and secret are all configured.
     pub fn from_config(cfg: &LiveKitConfig) -> Option<LiveKit> {
-        Self::with_transport(cfg, std::sync::Arc::new(huddle_actors::livekit::WebRtcTransport::default()))
+        let mut options = huddle_actors::livekit::WebRtcOptions::default();
+        options.signal.tls = load_tls(cfg);
+        Self::with_transport(cfg, std::sync::Arc::new(huddle_actors::livekit::WebRtcTransport::new(options)))
     }
 
     /// As [`LiveKit::from_config`], joining rooms through `transport`.
@@ -86,6 +99,7 @@ impl LiveKit {
             receiver: WebhookReceiver::new(TokenVerifier::with_api_key(key, secret)),
             presence: AgentPresence::new(transport, Publishing::from_config(cfg)),
             worker: std::sync::OnceLock::new(),
+            tls: load_tls(cfg),
             config: cfg.clone(),
         })
     }
@@ -114,7 +128,7 @@ impl LiveKit {
         }
         let handler =
             std::sync::Arc::new(agent::RuntimeJobs { rt: inner, entity_id: self.config.worker_entity.clone() });
-        let args = huddle_actors::livekit::WorkerArgs::new(
+        let mut args = huddle_actors::livekit::WorkerArgs::new(
             &self.url,
             &self.api_key,
             &self.api_secret,
@@ -122,6 +136,7 @@ impl LiveKit {
             self.config.max_jobs,
             handler,
         );
+        args.tls = self.tls.clone();
         let name = format!("{namespace}/livekit-worker");
         match ractor::Actor::spawn(Some(name), huddle_actors::livekit::WorkerActor, args).await {
             Ok((worker, _)) => {

@@ -259,6 +259,11 @@ impl LiveKitTestServer {
         &self.inner.url
     }
 
+    /// This server's self-signed certificate as PEM (`None` without [`TestServerConfig::tls`]).
+    pub fn certificate_pem(&self) -> Option<String> {
+        self.inner.tls.as_ref().map(|t| t.pem.clone())
+    }
+
     /// A client TLS configuration trusting only this server's self-signed certificate
     /// (`None` without [`TestServerConfig::tls`]).
     pub fn client_tls(&self) -> Option<Arc<rustls::ClientConfig>> {
@@ -428,6 +433,7 @@ impl LiveKitTestServer {
 /// The server side of [`TestServerConfig::tls`].
 struct Tls {
     certificate: rustls::pki_types::CertificateDer<'static>,
+    pem: String,
     acceptor: tokio_rustls::TlsAcceptor,
 }
 
@@ -437,12 +443,13 @@ impl Tls {
         let key =
             rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).map_err(|e| tls_error(e.to_string()))?;
         let certificate = key.cert.der().clone();
+        let pem = key.cert.pem();
         let private = rustls::pki_types::PrivateKeyDer::Pkcs8(key.key_pair.serialize_der().into());
         let config = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(vec![certificate.clone()], private)
             .map_err(|e| tls_error(e.to_string()))?;
-        Ok(Tls { certificate, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) })
+        Ok(Tls { certificate, pem, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) })
     }
 }
 

@@ -63,6 +63,8 @@ pub struct WorkerArgs {
     pub max_backoff: Duration,
     /// Time allowed to connect and receive the register response.
     pub connect_timeout: Duration,
+    /// TLS for `wss://` servers; `None` trusts the Mozilla roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl WorkerArgs {
@@ -86,6 +88,7 @@ impl WorkerArgs {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -340,7 +343,8 @@ impl Actor for WorkerActor {
                     ..Default::default()
                 };
                 let url = endpoint_url(&state.args.url, "agent")?;
-                tokio::spawn(run_connection(myself, conn_id, url, token, register, state.args.connect_timeout));
+                let tls = state.args.tls.clone();
+                tokio::spawn(run_connection(myself, conn_id, url, token, register, state.args.connect_timeout, tls));
             }
             WorkerMsg::Connected { conn_id, worker_id, server_info, tx } => {
                 if conn_id != state.conn_seq {
@@ -571,6 +575,7 @@ async fn run_connection(
     token: String,
     register: proto::RegisterWorkerRequest,
     connect_timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) {
     let base = url.to_string();
     let handshake = async {
@@ -580,7 +585,9 @@ async fn run_connection(
             .parse()
             .map_err(|_| LiveKitError::Token("the token is not a valid header value".into()))?;
         request.headers_mut().insert("authorization", bearer);
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| match e {
+        let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+        let connected = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await;
+        let (mut ws, _) = connected.map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 => {
                 LiveKitError::Unauthorized { message: "the agent token was rejected".into() }
             }

@@ -649,3 +649,48 @@ async fn livekit_agent_rejoins_after_a_dropped_socket_and_after_ice_fails() {
     crate::common::eventually("the agent left", || async { identities(&server, "flaky-room").is_empty() }).await;
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_agent_and_worker_reach_a_wss_server_with_a_private_ca() {
+    use huddle_testsupport::livekit::{LiveKitTestServer, TestServerConfig};
+    let server = LiveKitTestServer::start_with(TestServerConfig { tls: true, ..TestServerConfig::new(KEY, SECRET) })
+        .await
+        .unwrap();
+    assert!(server.url().starts_with("wss://"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.certificate_pem().unwrap()).unwrap();
+
+    // configuration checks name a bad CA file
+    let livekit = LiveKitConfig { ca_file: Some(dir.path().join("missing.pem")), ..lk_config(&server) };
+    let mut config = Config { livekit, ..Default::default() };
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("livekit.ca_file") && err.contains("missing.pem"), "{err}");
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate").unwrap();
+    config.livekit.ca_file = Some(dir.path().join("junk.pem"));
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("no PEM certificate"), "{err}");
+    config.livekit.ca_file = Some(ca.clone());
+    config.validate().unwrap();
+
+    // trusting the CA, the worker registers and the agent joins over wss://
+    let livekit = LiveKitConfig { ca_file: Some(ca), worker: true, ..lk_config(&server) };
+    let rt = Runtime::builder()
+        .database_url(format!("sqlite://{}", dir.path().join("tls.db").display()))
+        .livekit(livekit)
+        .build()
+        .await
+        .unwrap();
+    crate::common::eventually("the worker registers over wss", || async { !server.workers().is_empty() }).await;
+    let api = rt.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let room = bound(&api, &acme.id, "Secure", "secure-room").await.unwrap();
+    let id = room.view.room.id.clone();
+    api.start_room(&id).await.unwrap();
+    crate::common::eventually("the agent joins over wss", || async {
+        identities(&server, "secure-room") == ["huddle-agent"]
+    })
+    .await;
+    api.end_room(&id).await.unwrap();
+    rt.shutdown().await;
+}
