@@ -6,7 +6,8 @@
 //! - [`PublisherPeer`]: answers the client's publisher offer, accepts the data channels it
 //!   opens in-band (`_reliable`, `_lossy`) and records every `DataPacket` received.
 //!
-//! Loopback only: host candidates on 127.0.0.1, no mDNS, normal (not lite) ICE.
+//! Loopback only: host candidates on 127.0.0.1, no mDNS; ICE-lite like LiveKit's SFU (the
+//! client drives the connectivity checks).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -97,6 +98,8 @@ fn loopback_api() -> webrtc::error::Result<API> {
     settings.set_ip_filter(Box::new(|ip: IpAddr| ip.is_loopback()));
     settings.set_network_types(vec![NetworkType::Udp4]);
     settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    // LiveKit's SFU is ICE-lite: it never sends connectivity checks, the client drives ICE.
+    settings.set_lite(true);
     Ok(APIBuilder::new()
         .with_media_engine(media)
         .with_interceptor_registry(registry)
