@@ -77,15 +77,26 @@ pub fn check_livekit_name(field: &'static str, value: &str) -> Result<(), ApiErr
 impl LiveKit {
     /// `None` unless URL, API key and secret are all configured.
     pub fn from_config(cfg: &LiveKitConfig) -> Option<LiveKit> {
+        let tls = load_tls(cfg);
         let mut options = huddle_actors::livekit::WebRtcOptions::default();
-        options.signal.tls = load_tls(cfg);
-        Self::with_transport(cfg, std::sync::Arc::new(huddle_actors::livekit::WebRtcTransport::new(options)))
+        options.signal.tls = tls.clone();
+        let transport = std::sync::Arc::new(huddle_actors::livekit::WebRtcTransport::new(options));
+        Self::build(cfg, transport, tls)
     }
 
     /// As [`LiveKit::from_config`], joining rooms through `transport`.
     pub fn with_transport(
         cfg: &LiveKitConfig,
         transport: std::sync::Arc<dyn huddle_actors::livekit::RoomTransport>,
+    ) -> Option<LiveKit> {
+        Self::build(cfg, transport, load_tls(cfg))
+    }
+
+    /// The CA file is read once, here or in [`LiveKit::from_config`].
+    fn build(
+        cfg: &LiveKitConfig,
+        transport: std::sync::Arc<dyn huddle_actors::livekit::RoomTransport>,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     ) -> Option<LiveKit> {
         let (Some(url), Some(key), Some(secret)) = (&cfg.url, &cfg.api_key, &cfg.api_secret) else {
             return None;
@@ -99,7 +110,7 @@ impl LiveKit {
             receiver: WebhookReceiver::new(TokenVerifier::with_api_key(key, secret)),
             presence: AgentPresence::new(transport, Publishing::from_config(cfg)),
             worker: std::sync::OnceLock::new(),
-            tls: load_tls(cfg),
+            tls,
             config: cfg.clone(),
         })
     }

@@ -278,6 +278,24 @@ fn identities(server: &huddle_testsupport::livekit::LiveKitTestServer, room: &st
     server.participants(room).into_iter().map(|p| p.identity).collect()
 }
 
+/// Creates a room of `entity_id` bound to LiveKit room `lk_room`, starts it, and waits until
+/// the agent is the only one in the LiveKit room. Returns the room id.
+async fn started_with_agent(
+    api: &huddle_runtime::Api,
+    server: &huddle_testsupport::livekit::LiveKitTestServer,
+    entity_id: &str,
+    lk_room: &str,
+) -> String {
+    let room = bound(api, entity_id, lk_room, lk_room).await.unwrap();
+    let id = room.view.room.id.clone();
+    api.start_room(&id).await.unwrap();
+    crate::common::eventually("the agent in the LiveKit room", || async {
+        identities(server, lk_room) == ["huddle-agent"]
+    })
+    .await;
+    id
+}
+
 /// LiveKit configuration for a node whose LiveKit is `server`.
 fn lk_config(server: &huddle_testsupport::livekit::LiveKitTestServer) -> LiveKitConfig {
     LiveKitConfig {
@@ -571,13 +589,7 @@ async fn livekit_agent_publishes_nothing_when_publishing_is_off() {
     let rt = media_node(dir.path(), livekit, Default::default()).speech(test_speech()).build().await.unwrap();
     let api = rt.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
-    let room = bound(&api, &acme.id, "Quiet", "quiet-room").await.unwrap();
-    let id = room.view.room.id.clone();
-    api.start_room(&id).await.unwrap();
-    crate::common::eventually("the agent in the room", || async {
-        identities(&server, "quiet-room") == ["huddle-agent"]
-    })
-    .await;
+    let id = started_with_agent(&api, &server, &acme.id, "quiet-room").await;
     // a participant speaks (over StreamAudio) and is transcribed; with publishing off no
     // caption reaches LiveKit (with it on, this segment would be captioned)
     let ada = api.join_room(&id, crate::common::human("Ada")).await.unwrap();
@@ -684,13 +696,7 @@ async fn livekit_agent_and_worker_reach_a_wss_server_with_a_private_ca() {
     crate::common::eventually("the worker registers over wss", || async { !server.workers().is_empty() }).await;
     let api = rt.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
-    let room = bound(&api, &acme.id, "Secure", "secure-room").await.unwrap();
-    let id = room.view.room.id.clone();
-    api.start_room(&id).await.unwrap();
-    crate::common::eventually("the agent joins over wss", || async {
-        identities(&server, "secure-room") == ["huddle-agent"]
-    })
-    .await;
+    let id = started_with_agent(&api, &server, &acme.id, "secure-room").await;
     api.end_room(&id).await.unwrap();
     rt.shutdown().await;
 }

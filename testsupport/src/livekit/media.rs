@@ -107,6 +107,11 @@ fn loopback_api() -> webrtc::error::Result<API> {
         .build())
 }
 
+/// A client's trickled candidate; `None` (logged) when it is not valid JSON.
+fn parse_candidate(json: &str) -> Option<RTCIceCandidateInit> {
+    serde_json::from_str(json).map_err(|e| debug!(error = %e, %json, "undecodable client candidate")).ok()
+}
+
 fn trickle(candidate: &RTCIceCandidateInit, target: proto::SignalTarget) -> Option<proto::SignalResponse> {
     let candidate_init = serde_json::to_string(candidate).ok()?;
     Some(proto::SignalResponse {
@@ -201,13 +206,7 @@ async fn negotiate_and_play(
                     }
                 }
                 Some(PeerInput::Candidate(json)) => {
-                    let candidate: RTCIceCandidateInit = match serde_json::from_str(&json) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            debug!(error = %e, %json, "undecodable client candidate");
-                            continue;
-                        }
-                    };
+                    let Some(candidate) = parse_candidate(&json) else { continue };
                     if remote_set {
                         if let Err(e) = pc.add_ice_candidate(candidate).await {
                             debug!(error = %e, "cannot add a client candidate");
@@ -367,13 +366,7 @@ async fn run_publisher(owner: PeerOwner, mut inputs_rx: mpsc::UnboundedReceiver<
                     }
                 }
                 Some(PublisherInput::Candidate(json)) => {
-                    let candidate: RTCIceCandidateInit = match serde_json::from_str(&json) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            debug!(error = %e, %json, "undecodable client publisher candidate");
-                            continue;
-                        }
-                    };
+                    let Some(candidate) = parse_candidate(&json) else { continue };
                     if !remote_set {
                         pending.push(candidate);
                     } else if let Err(e) = pc.add_ice_candidate(candidate).await {
