@@ -15,6 +15,31 @@ use crate::rows::{corrupt, is_foreign_key_violation, is_unique_violation, not_fo
 use crate::sql::{Dialect, Sql};
 use crate::{Page, PageRequest, Result, StorageError};
 
+/// Rows a multi-row statement carries at most (SQLite allows 32,766 parameters a
+/// statement, Postgres 65,535).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// `n` rows of `($from, $from+1, ...)` with `types.len()` values each; a non-empty
+/// type wraps its value in `CAST(.. AS type)`.
+fn value_rows(from: usize, n: usize, types: &[&str]) -> String {
+    let w = types.len();
+    (0..n)
+        .map(|r| {
+            let cols = types
+                .iter()
+                .enumerate()
+                .map(|(c, t)| {
+                    let p = from + r * w + c;
+                    if t.is_empty() { format!("${p}") } else { format!("CAST(${p} AS {t})") }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({cols})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What [`crate::NotifyStore::enqueue_notifications`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
@@ -219,8 +244,21 @@ where
     pub async fn enqueue_notification_batch(&self, requests: Vec<EnqueueRequest>) -> Result<Vec<Enqueued>> {
         let mut tx = self.begin_write().await?;
         let mut out = Vec::with_capacity(requests.len());
+        // the new rows of every request, one insert per entity
+        let mut fresh: Vec<(String, Vec<NewNotification>)> = Vec::new();
         for r in requests {
-            out.push(Self::enqueue_in(&mut tx, &r.entity_id, r.idempotency_key.as_deref(), r.items).await?);
+            if let Some(ids) = Self::claim_key(&mut tx, &r.entity_id, r.idempotency_key.as_deref(), &r.items).await? {
+                out.push(Enqueued { ids, duplicate: true });
+                continue;
+            }
+            out.push(Enqueued { ids: r.items.iter().map(|n| n.id.clone()).collect(), duplicate: false });
+            match fresh.iter_mut().find(|(e, _)| *e == r.entity_id) {
+                Some((_, items)) => items.extend(r.items),
+                None => fresh.push((r.entity_id, r.items)),
+            }
+        }
+        for (entity_id, items) in fresh {
+            Self::insert_items(&mut tx, &entity_id, &items).await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -232,6 +270,21 @@ where
         idempotency_key: Option<&str>,
         items: Vec<NewNotification>,
     ) -> Result<Enqueued> {
+        if let Some(ids) = Self::claim_key(tx, entity_id, idempotency_key, &items).await? {
+            return Ok(Enqueued { ids, duplicate: true });
+        }
+        Self::insert_items(tx, entity_id, &items).await?;
+        Ok(Enqueued { ids: items.into_iter().map(|n| n.id).collect(), duplicate: false })
+    }
+
+    /// Records a request's idempotency key with its ids; if the key was used before,
+    /// returns the first request's ids instead.
+    async fn claim_key(
+        tx: &mut DB::Connection,
+        entity_id: &str,
+        idempotency_key: Option<&str>,
+        items: &[NewNotification],
+    ) -> Result<Option<Vec<String>>> {
         let now = now_ms();
         if let Some(key) = idempotency_key {
             let ids: Vec<String> = items.iter().map(|n| n.id.clone()).collect();
@@ -255,53 +308,77 @@ where
                     .fetch_one(&mut *tx)
                     .await?;
                     let ids = serde_json::from_str(&stored).map_err(|e| corrupt("notification_requests.ids", e))?;
-                    return Ok(Enqueued { ids, duplicate: true });
+                    return Ok(Some(ids));
                 }
                 Ok(_) => {}
                 Err(e) if is_foreign_key_violation(&e) => return Err(not_found("entity", entity_id)),
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut ids = Vec::with_capacity(items.len());
-        for n in items {
-            let opted_out: Option<bool> = sqlx::query_scalar(
-                "SELECT opted_out FROM notification_preferences WHERE entity_id = $1 AND recipient = $2 AND channel = $3",
-            )
-            .bind(entity_id)
-            .bind(&n.recipient)
-            .bind(n.channel.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let (status, last_error) = if opted_out == Some(true) {
-                (NotificationStatus::Skipped, Some(format!("{} opted out of {}", n.recipient, n.channel)))
-            } else {
-                (n.status, n.last_error.clone())
-            };
-            let result = sqlx::query(&format!(
-                "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, NULL, NULL, $9, $9)"
-            ))
-            .bind(&n.id)
-            .bind(entity_id)
-            .bind(n.channel.as_str())
-            .bind(&n.recipient)
-            .bind(json(&n.content, "notification content")?)
-            .bind(status.as_str())
-            .bind(n.due_at_ms)
-            .bind(last_error)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-            match result {
-                Ok(_) => ids.push(n.id),
+        Ok(None)
+    }
+
+    /// Inserts notifications of one entity: who opted out is read in one query, then
+    /// the rows go in one statement per `ROWS_PER_STATEMENT`; an opted-out
+    /// recipient's row is SKIPPED.
+    async fn insert_items(tx: &mut DB::Connection, entity_id: &str, items: &[NewNotification]) -> Result<()> {
+        let now = now_ms();
+        let mut opted_out = std::collections::HashSet::new();
+        let mut recipients: Vec<&str> = items.iter().map(|n| n.recipient.as_str()).collect();
+        recipients.sort_unstable();
+        recipients.dedup();
+        for chunk in recipients.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT recipient, channel, opted_out FROM notification_preferences \
+                 WHERE entity_id = $1 AND recipient IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query_as::<DB, (String, String, bool)>(&sql).bind(entity_id);
+            for r in chunk {
+                q = q.bind(*r);
+            }
+            for (recipient, channel, out) in q.fetch_all(&mut *tx).await? {
+                if out {
+                    opted_out.insert((recipient, channel));
+                }
+            }
+        }
+        for chunk in items.chunks(ROWS_PER_STATEMENT) {
+            // $1 entity, $2 now, then 7 a row
+            let rows = (0..chunk.len())
+                .map(|i| {
+                    let p = 3 + 7 * i;
+                    format!("(${p}, $1, ${}, ${}, ${}, ${}, ${}, 0, ${}, NULL, NULL, $2, $2)", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES {rows}");
+            let mut q = sqlx::query(&sql).bind(entity_id).bind(now);
+            for n in chunk {
+                let (status, last_error) = if opted_out.contains(&(n.recipient.clone(), n.channel.as_str().to_string())) {
+                    (NotificationStatus::Skipped, Some(format!("{} opted out of {}", n.recipient, n.channel)))
+                } else {
+                    (n.status, n.last_error.clone())
+                };
+                q = q
+                    .bind(&n.id)
+                    .bind(n.channel.as_str())
+                    .bind(&n.recipient)
+                    .bind(json(&n.content, "notification content")?)
+                    .bind(status.as_str())
+                    .bind(n.due_at_ms)
+                    .bind(last_error);
+            }
+            match q.execute(&mut *tx).await {
+                Ok(_) => {}
                 Err(e) if is_foreign_key_violation(&e) => return Err(not_found("entity", entity_id)),
                 Err(e) if is_unique_violation(&e) => {
-                    return Err(StorageError::AlreadyExists { what: "notification", value: n.id });
+                    return Err(StorageError::AlreadyExists { what: "notification", value: chunk[0].id.clone() });
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Enqueued { ids, duplicate: false })
+        Ok(())
     }
 
     pub async fn get_notification(&self, id: &str) -> Result<Notification> {
@@ -461,42 +538,60 @@ where
         if outcomes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
         let now = now_ms();
-        for o in outcomes {
-            sqlx::query(
+        // The first outcome of a notification sets its status, as recording them one
+        // by one would: a later one finds it no longer SENDING.
+        let mut seen = std::collections::HashSet::new();
+        let firsts: Vec<&DeliveryOutcome> = outcomes.iter().filter(|o| seen.insert(o.id.as_str())).collect();
+        let mut tx = self.begin_write().await?;
+        for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO notification_attempts (notification_id, attempt, at_ms, duration_ms, response_code, error) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (notification_id, attempt) DO NOTHING",
-            )
-            .bind(&o.id)
-            .bind(i64::from(o.attempt.attempt))
-            .bind(o.attempt.at_ms)
-            .bind(o.attempt.duration_ms.min(i64::MAX as u64) as i64)
-            .bind(o.attempt.response_code.map(i64::from))
-            .bind(&o.attempt.error)
-            .execute(&mut *tx)
-            .await?;
-            let (status, due, provider_id) = match &o.next {
-                Next::Delivered { provider_id } => (NotificationStatus::Delivered, None, provider_id.clone()),
-                Next::Retry { due_at_ms } => (NotificationStatus::Pending, Some(*due_at_ms), None),
-                Next::Failed => (NotificationStatus::Failed, None, None),
-                Next::Dead => (NotificationStatus::Dead, None, None),
-            };
-            sqlx::query(
-                "UPDATE notifications SET status = $2, due_at_ms = COALESCE($3, due_at_ms), \
-                 attempt_count = CASE WHEN attempt_count < $4 THEN $4 ELSE attempt_count END, \
-                 last_error = $5, provider_id = COALESCE($6, provider_id), claimed_by = NULL, updated_at_ms = $7 \
-                 WHERE id = $1 AND status = 'SENDING'",
-            )
-            .bind(&o.id)
-            .bind(status.as_str())
-            .bind(due)
-            .bind(i64::from(o.attempt.attempt))
-            .bind(&o.attempt.error)
-            .bind(provider_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {} ON CONFLICT (notification_id, attempt) DO NOTHING",
+                value_rows(1, chunk.len(), &["", "", "", "", "", ""])
+            );
+            let mut q = sqlx::query(&sql);
+            for o in chunk {
+                q = q
+                    .bind(&o.id)
+                    .bind(i64::from(o.attempt.attempt))
+                    .bind(o.attempt.at_ms)
+                    .bind(o.attempt.duration_ms.min(i64::MAX as u64) as i64)
+                    .bind(o.attempt.response_code.map(i64::from))
+                    .bind(&o.attempt.error);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
+            // typed columns: a VALUES list gives Postgres no other hint
+            let sql = format!(
+                "WITH v (id, status, due_at_ms, attempt, last_error, provider_id) AS (VALUES {}) \
+                 UPDATE notifications SET status = v.status, \
+                 due_at_ms = COALESCE(v.due_at_ms, notifications.due_at_ms), \
+                 attempt_count = CASE WHEN notifications.attempt_count < v.attempt THEN v.attempt \
+                 ELSE notifications.attempt_count END, \
+                 last_error = v.last_error, provider_id = COALESCE(v.provider_id, notifications.provider_id), \
+                 claimed_by = NULL, updated_at_ms = $1 \
+                 FROM v WHERE notifications.id = v.id AND notifications.status = 'SENDING'",
+                value_rows(2, chunk.len(), &["TEXT", "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT"])
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for o in chunk {
+                let (status, due, provider_id) = match &o.next {
+                    Next::Delivered { provider_id } => (NotificationStatus::Delivered, None, provider_id.clone()),
+                    Next::Retry { due_at_ms } => (NotificationStatus::Pending, Some(*due_at_ms), None),
+                    Next::Failed => (NotificationStatus::Failed, None, None),
+                    Next::Dead => (NotificationStatus::Dead, None, None),
+                };
+                q = q
+                    .bind(&o.id)
+                    .bind(status.as_str())
+                    .bind(due)
+                    .bind(i64::from(o.attempt.attempt))
+                    .bind(&o.attempt.error)
+                    .bind(provider_id);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -64,6 +64,7 @@ conformance!(
     reopen_sees_committed_data,
     outbox_enqueue_claim_record,
     outbox_concurrent_claims_never_overlap,
+    outbox_writes_many_rows_at_once,
     webhook_endpoints_and_rotation,
     livekit_rooms_and_recordings,
 );

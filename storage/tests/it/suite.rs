@@ -1013,6 +1013,81 @@ pub async fn outbox_concurrent_claims_never_overlap(db: &TestDb) {
     assert_eq!(unique.len(), 200);
 }
 
+/// Many rows at once: a send and a record larger than one statement's rows, an
+/// opt-out that holds for one channel only, and a batch naming a notification twice.
+pub async fn outbox_writes_many_rows_at_once(db: &TestDb) {
+    use huddle_core::{Channel, DeliveryAttempt, NotificationStatus as S, Preference};
+    use huddle_storage::{DeliveryOutcome, Next};
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let now = now_ms();
+    store
+        .set_preference(Preference {
+            entity_id: acme.id.clone(),
+            recipient: "m0007@example.com".into(),
+            channel: Channel::Email,
+            opted_out: true,
+            updated_at_ms: now,
+        })
+        .await
+        .unwrap();
+    let mut items: Vec<_> = (0..600).map(|i| notification(&acme.id, &format!("m{i:04}"), Channel::Email, now)).collect();
+    // the same person on another channel has not opted out
+    let mut sms = notification(&acme.id, "x0007", Channel::Sms, now);
+    sms.recipient = "m0007@example.com".into();
+    items.push(sms);
+    let done = store.enqueue_notifications(&acme.id, None, items).await.unwrap();
+    assert_eq!(done.ids.len(), 601);
+    assert_eq!(done.ids[0], "m0000");
+    assert_eq!(done.ids[599], "m0599");
+    assert_eq!(store.get_notification("m0007").await.unwrap().status, S::Skipped);
+    assert_eq!(store.get_notification("x0007").await.unwrap().status, S::Pending);
+    assert_eq!(store.get_notification("m0599").await.unwrap().content.data, serde_json::json!({"n": "m0599"}));
+
+    let claimed = store.claim_notifications("node-a", &[Channel::Email], now, 60_000, 1_000).await.unwrap();
+    assert_eq!(claimed.len(), 599, "all but the skipped one");
+    let attempt = |n: u32, code: u32| DeliveryAttempt {
+        attempt: n,
+        at_ms: now,
+        duration_ms: 2,
+        response_code: Some(code),
+        error: (code >= 400).then(|| format!("HTTP {code}")),
+    };
+    let mut outcomes: Vec<DeliveryOutcome> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, n)| match i % 3 {
+            0 => DeliveryOutcome { id: n.id.clone(), attempt: attempt(1, 200), next: Next::Delivered { provider_id: None } },
+            1 => DeliveryOutcome {
+                id: n.id.clone(),
+                attempt: attempt(1, 503),
+                next: Next::Retry { due_at_ms: now + 7_000 },
+            },
+            _ => DeliveryOutcome { id: n.id.clone(), attempt: attempt(1, 404), next: Next::Failed },
+        })
+        .collect();
+    // a second outcome for the first one: its attempt is kept, but the first outcome set the status
+    outcomes.push(DeliveryOutcome {
+        id: claimed[0].id.clone(),
+        attempt: attempt(2, 500),
+        next: Next::Retry { due_at_ms: now + 1 },
+    });
+    store.record_deliveries(&outcomes).await.unwrap();
+    // recording again changes nothing (attempts are keyed by number; rows are no longer SENDING)
+    store.record_deliveries(&outcomes).await.unwrap();
+    let first = store.get_notification(&claimed[0].id).await.unwrap();
+    assert_eq!(first.status, S::Delivered);
+    assert_eq!(first.attempts.iter().map(|a| a.response_code).collect::<Vec<_>>(), [Some(200), Some(500)]);
+    let retry = store.get_notification(&claimed[1].id).await.unwrap();
+    assert_eq!((retry.status, retry.due_at_ms, retry.attempt_count), (S::Pending, now + 7_000, 1));
+    assert_eq!(retry.last_error.as_deref(), Some("HTTP 503"));
+    let failed = store.get_notification(&claimed[596].id).await.unwrap();
+    assert_eq!((failed.status, failed.attempts.len()), (S::Failed, 1));
+    let counts = store.notification_counts(Some(&acme.id)).await.unwrap();
+    let count = |s: S| counts.iter().find(|(x, _)| *x == s).map_or(0, |(_, c)| *c);
+    assert_eq!((count(S::Delivered), count(S::Pending), count(S::Failed), count(S::Skipped)), (200, 200 + 1, 199, 1));
+}
+
 pub async fn webhook_endpoints_and_rotation(db: &TestDb) {
     use huddle_core::WebhookEndpoint;
     let store = db.store();
