@@ -64,14 +64,14 @@ type Call = Arc<dyn Fn(usize, u64) -> Pin<Box<dyn Future<Output = Result<(), ton
 
 /// A server child process. Killed on drop; [`ServerProc::stop`] closes its
 /// stdin first for a graceful exit.
-struct ServerProc {
+pub(crate) struct ServerProc {
     name: &'static str,
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl ServerProc {
-    async fn start(name: &'static str, args: &[&str]) -> Result<Self> {
+    pub(crate) async fn start(name: &'static str, args: &[&str]) -> Result<Self> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(args)
@@ -99,7 +99,7 @@ impl ServerProc {
     }
 
     /// Closes stdin (the child shuts down gracefully), kills it after 15 s.
-    async fn stop(mut self) -> Result<()> {
+    pub(crate) async fn stop(mut self) -> Result<()> {
         drop(self.child.stdin.take());
         match tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await {
             Ok(status) => {

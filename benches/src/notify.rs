@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use huddle_core::{Channel, NotificationStatus};
 use huddle_runtime::{Api, NewEndpoint, NotifyConfig, Runtime, SendRequest};
 
+use crate::grpc::ServerProc;
 use crate::report::{Latencies, Measurement, Reporter, Summary};
 
 /// Options of `huddle-bench notify`.
@@ -22,10 +23,42 @@ pub struct NotifyOpts {
     pub sends: usize,
     /// Concurrent senders for the enqueue latency run.
     pub senders: usize,
+    /// Run the receiver inside the bench's process (it then shares the node's
+    /// tokio scheduler) instead of as a child process.
+    pub in_process_receiver: bool,
 }
 
-/// A receiver answering 204 to every POST and counting them.
-async fn receiver() -> Result<(String, Arc<AtomicU64>)> {
+/// Counts what the receiver got.
+#[derive(Clone)]
+enum Received {
+    InProcess(Arc<AtomicU64>),
+    /// `GET /count` of the receiver process.
+    Process {
+        client: reqwest::Client,
+        url: String,
+    },
+}
+
+impl Received {
+    async fn get(&self) -> Result<u64> {
+        match self {
+            Received::InProcess(c) => Ok(c.load(Ordering::Relaxed)),
+            Received::Process { client, url } => {
+                Ok(client.get(url).send().await?.error_for_status()?.text().await?.trim().parse()?)
+            }
+        }
+    }
+}
+
+/// A receiver answering 204 to every POST and counting them: a child process
+/// (`serve-receiver`), or a task in this process with `in_process`.
+async fn receiver(in_process: bool) -> Result<(String, Received, Option<ServerProc>)> {
+    if !in_process {
+        let proc = ServerProc::start("serve-receiver", &["serve-receiver"]).await?;
+        let addr = proc.addr;
+        let count = Received::Process { client: reqwest::Client::new(), url: format!("http://{addr}/count") };
+        return Ok((format!("http://{addr}/hook"), count, Some(proc)));
+    }
     use axum::routing::post;
     let count = Arc::new(AtomicU64::new(0));
     let c = count.clone();
@@ -42,7 +75,7 @@ async fn receiver() -> Result<(String, Arc<AtomicU64>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hook", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((url, count))
+    Ok((url, Received::InProcess(count), None))
 }
 
 fn config(enabled: bool) -> NotifyConfig {
@@ -180,7 +213,7 @@ pub fn run(opts: &NotifyOpts, rep: &Reporter) -> Result<()> {
 }
 
 async fn run_async(opts: &NotifyOpts, rep: &Reporter) -> Result<()> {
-    let (url, received) = receiver().await?;
+    let (url, received, receiver_proc) = receiver(opts.in_process_receiver).await?;
 
     // 1. Throughput: N pending notifications, then a node that delivers them.
     rep.progress(&format!("enqueueing {} webhook notifications", opts.deliveries));
@@ -191,13 +224,13 @@ async fn run_async(opts: &NotifyOpts, rep: &Reporter) -> Result<()> {
         rt.shutdown().await;
     }
     rep.progress("delivering");
-    let before = received.load(Ordering::Relaxed);
+    let before = received.get().await?;
     let start = Instant::now();
     let rt = runtime(&s.db, true).await?;
     let took = wait_delivered(&rt, opts.deliveries as u64, Duration::from_secs(300)).await?;
     let total = start.elapsed().max(took);
     rt.shutdown().await;
-    let got = received.load(Ordering::Relaxed) - before;
+    let got = received.get().await? - before;
     let rate = opts.deliveries as f64 / total.as_secs_f64();
     rep.emit(
         Measurement::new("notify", "deliveries_per_s_sqlite", rate.round(), "1/s")
@@ -286,13 +319,13 @@ async fn run_async(opts: &NotifyOpts, rep: &Reporter) -> Result<()> {
         }
         rt.shutdown().await;
     }
-    let before = received.load(Ordering::Relaxed);
+    let before = received.get().await?;
     let start = Instant::now();
     let rt = runtime(&s3.db, true).await?;
     let started = start.elapsed();
     let mut first = None;
     while first.is_none() {
-        if received.load(Ordering::Relaxed) > before {
+        if received.get().await? > before {
             first = Some(start.elapsed());
         }
         if start.elapsed() > Duration::from_secs(60) {
@@ -313,5 +346,8 @@ async fn run_async(opts: &NotifyOpts, rep: &Reporter) -> Result<()> {
     );
 
     rep.summary(Summary::higher_is_better("notify", "deliveries_per_s_sqlite", rate, "direct-posts-no-outbox", peer));
+    if let Some(p) = receiver_proc {
+        p.stop().await?;
+    }
     Ok(())
 }

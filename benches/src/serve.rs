@@ -1,7 +1,8 @@
-//! The servers of the `grpc` bench, each run as a child process of the bench
-//! binary (hidden subcommands `serve-node` and `serve-peer`).
+//! The servers of the `grpc` and `notify` benches, each run as a child process of
+//! the bench binary (hidden subcommands `serve-node`, `serve-peer` and
+//! `serve-receiver`).
 //!
-//! Both print `READY <grpc_addr>` on stdout once they accept connections and
+//! Each prints `READY <addr>` on stdout once they accept connections and
 //! shut down when their stdin closes, so a parent that dies takes them along.
 
 use std::io::{Read, Write};
@@ -152,6 +153,34 @@ pub fn serve_peer(rooms: usize) -> Result<()> {
                 shutdown.cancelled_owned(),
             )
             .await?;
+        Ok(())
+    })
+}
+
+/// The `notify` bench's webhook receiver: answers 204 to every `POST /hook` and
+/// counts them; `GET /count` returns the count. Serves on 127.0.0.1:0 until stdin
+/// closes. In its own process, as a real receiver is, so that its work competes
+/// with the node's for the cores but not inside the node's scheduler.
+pub fn serve_receiver() -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let count = Arc::new(AtomicU64::new(0));
+        let (posted, read) = (count.clone(), count);
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(move || {
+                    posted.fetch_add(1, Ordering::Relaxed);
+                    std::future::ready(axum::http::StatusCode::NO_CONTENT)
+                }),
+            )
+            .route("/count", axum::routing::get(move || std::future::ready(read.load(Ordering::Relaxed).to_string())));
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        ready(listener.local_addr()?)?;
+        let shutdown = CancellationToken::new();
+        cancel_on_stdin_eof(shutdown.clone());
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
         Ok(())
     })
 }

@@ -69,10 +69,14 @@ async fn metrics_text() -> String {
     prometheus().render()
 }
 
+/// How long a status callback waits for its message's send to be recorded.
+const EARLY_CALLBACK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Twilio's status callback: `MessageSid`, `MessageStatus` (and `ErrorCode`), form
 /// encoded, signed with `X-Twilio-Signature` over the configured callback URL.
 /// `delivered` makes the notification DELIVERED, `undelivered` and `failed` make it
-/// FAILED; other statuses (queued, sent, ...) change nothing.
+/// FAILED; other statuses (queued, sent, ...) change nothing. An unknown sid is
+/// waited for up to [`EARLY_CALLBACK_WAIT`], then answered 404.
 async fn twilio_status(State(rt): State<Runtime>, headers: HeaderMap, body: axum::body::Bytes) -> (StatusCode, String) {
     use huddle_core::NotificationStatus;
     let Some(settings) = crate::notify::twilio_settings(rt.notify_config()) else {
@@ -99,7 +103,18 @@ async fn twilio_status(State(rt): State<Runtime>, headers: HeaderMap, body: axum
         ),
         _ => return (StatusCode::OK, "ignored\n".into()),
     };
-    match rt.store().update_by_provider_id(sid, new, error).await {
+    // Twilio can call back before this node has recorded the send that gave the
+    // message its sid (outcomes are written in batches): wait for it a while.
+    let deadline = tokio::time::Instant::now() + EARLY_CALLBACK_WAIT;
+    let updated = loop {
+        match rt.store().update_by_provider_id(sid, new, error.clone()).await {
+            Err(huddle_storage::StorageError::NotFound { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => break other,
+        }
+    };
+    match updated {
         Ok(n) => {
             tracing::info!(notification = %n.id, sid, status, "sms status updated");
             (StatusCode::OK, "ok\n".into())

@@ -348,14 +348,23 @@ where
             let rows = (0..chunk.len())
                 .map(|i| {
                     let p = 3 + 7 * i;
-                    format!("(${p}, $1, ${}, ${}, ${}, ${}, ${}, 0, ${}, NULL, NULL, $2, $2)", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6)
+                    format!(
+                        "(${p}, $1, ${}, ${}, ${}, ${}, ${}, 0, ${}, NULL, NULL, $2, $2)",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!("INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES {rows}");
             let mut q = sqlx::query(&sql).bind(entity_id).bind(now);
             for n in chunk {
-                let (status, last_error) = if opted_out.contains(&(n.recipient.clone(), n.channel.as_str().to_string())) {
+                let (status, last_error) = if opted_out.contains(&(n.recipient.clone(), n.channel.as_str().to_string()))
+                {
                     (NotificationStatus::Skipped, Some(format!("{} opted out of {}", n.recipient, n.channel)))
                 } else {
                     (n.status, n.last_error.clone())

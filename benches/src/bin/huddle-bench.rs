@@ -93,7 +93,9 @@ transcribes it and publishes each final segment as a Transcription data packet.
 Summary: caption_latency_p50_1_room against streamaudio-watcher.";
 
 const NOTIFY_ABOUT: &str = "Webhook delivery from the durable outbox, embedded runtime, SQLite file
-(synchronous=FULL), a local axum receiver answering 204, all in this process.
+(synchronous=FULL), a local axum receiver answering 204 in a child process (as
+a real receiver is another process; --in-process-receiver runs it in this
+process, sharing the node's tokio scheduler).
 
 - deliveries_per_s_sqlite: --deliveries notifications are enqueued (100
   endpoints, 100 recipients per send) by a node that does not deliver; then a
@@ -289,7 +291,13 @@ enum Cmd {
         /// Concurrent senders for enqueue latency.
         #[arg(long, default_value_t = 8)]
         senders: usize,
+        /// Run the webhook receiver in this process instead of a child process.
+        #[arg(long)]
+        in_process_receiver: bool,
     },
+    /// Child process: the notify bench's webhook receiver; prints `READY <addr>`, stops when stdin closes.
+    #[command(hide = true)]
+    ServeReceiver,
     /// Child process: a huddle node; prints `READY <grpc_addr>`, stops when stdin closes.
     #[command(hide = true)]
     ServeNode {
@@ -346,10 +354,11 @@ fn main() -> Result<()> {
             rep.machine();
             knowledge::run_index(&IndexOpts { n, queries, efs, models_dir }, &rep)
         }
-        Cmd::Notify { deliveries, recovery, sends, senders } => {
+        Cmd::Notify { deliveries, recovery, sends, senders, in_process_receiver } => {
             rep.machine();
-            notify::run(&NotifyOpts { deliveries, recovery, sends, senders }, &rep)
+            notify::run(&NotifyOpts { deliveries, recovery, sends, senders, in_process_receiver }, &rep)
         }
+        Cmd::ServeReceiver => serve::serve_receiver(),
         Cmd::ServeNode { database, admin_key } => serve::serve_node(&database, &admin_key),
         Cmd::ServePeer { rooms } => serve::serve_peer(rooms),
         Cmd::MemProbe { kind, count, warmup, heap } => actors::probe(&ProbeOpts { kind, count, warmup, heap }),

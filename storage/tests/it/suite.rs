@@ -1031,7 +1031,8 @@ pub async fn outbox_writes_many_rows_at_once(db: &TestDb) {
         })
         .await
         .unwrap();
-    let mut items: Vec<_> = (0..600).map(|i| notification(&acme.id, &format!("m{i:04}"), Channel::Email, now)).collect();
+    let mut items: Vec<_> =
+        (0..600).map(|i| notification(&acme.id, &format!("m{i:04}"), Channel::Email, now)).collect();
     // the same person on another channel has not opted out
     let mut sms = notification(&acme.id, "x0007", Channel::Sms, now);
     sms.recipient = "m0007@example.com".into();
@@ -1057,7 +1058,11 @@ pub async fn outbox_writes_many_rows_at_once(db: &TestDb) {
         .iter()
         .enumerate()
         .map(|(i, n)| match i % 3 {
-            0 => DeliveryOutcome { id: n.id.clone(), attempt: attempt(1, 200), next: Next::Delivered { provider_id: None } },
+            0 => DeliveryOutcome {
+                id: n.id.clone(),
+                attempt: attempt(1, 200),
+                next: Next::Delivered { provider_id: None },
+            },
             1 => DeliveryOutcome {
                 id: n.id.clone(),
                 attempt: attempt(1, 503),
