@@ -116,7 +116,10 @@ impl Bert {
         let h = config.hidden_size;
         let f = config.intermediate_size;
         let norm = |p: &str| -> Result<Norm, String> {
-            Ok(Norm { gamma: tensors.get(&format!("{p}.LayerNorm.weight"), &[h])?, beta: tensors.get(&format!("{p}.LayerNorm.bias"), &[h])? })
+            Ok(Norm {
+                gamma: tensors.get(&format!("{p}.LayerNorm.weight"), &[h])?,
+                beta: tensors.get(&format!("{p}.LayerNorm.bias"), &[h])?,
+            })
         };
         let linear = |p: &str, n: usize, k: usize| -> Result<Linear, String> {
             let w = tensors.get(&format!("{p}.weight"), &[n, k])?;
@@ -338,7 +341,9 @@ mod tests {
             let (w, b) = (g(&format!("{p}.weight")), g(&format!("{p}.bias")));
             let n = b.len();
             let k = x[0].len();
-            x.iter().map(|r| (0..n).map(|j| b[j] + (0..k).map(|e| r[e] * w[j * k + e]).sum::<f64>()).collect()).collect()
+            x.iter()
+                .map(|r| (0..n).map(|j| b[j] + (0..k).map(|e| r[e] * w[j * k + e]).sum::<f64>()).collect())
+                .collect()
         };
         let norm = |x: &mut [Vec<f64>], p: &str| {
             let (gm, bt) = (g(&format!("{p}.LayerNorm.weight")), g(&format!("{p}.LayerNorm.bias")));
@@ -439,7 +444,12 @@ mod tests {
     }
 
     fn seqs() -> Vec<Vec<u32>> {
-        vec![vec![1, 7, 2], vec![1, 3, 4, 5, 6, 8, 9, 10, 11, 2], vec![1, 2], (0..37).map(|i| (i * 7 % 50) as u32).collect()]
+        vec![
+            vec![1, 7, 2],
+            vec![1, 3, 4, 5, 6, 8, 9, 10, 11, 2],
+            vec![1, 2],
+            (0..37).map(|i| (i * 7 % 50) as u32).collect(),
+        ]
     }
 
     #[test]

@@ -414,7 +414,11 @@ pub enum Then<'a> {
     /// [`gelu`] of every element.
     Gelu,
     /// [`layer_norm`] of every row.
-    LayerNorm { gamma: &'a [f32], beta: &'a [f32], eps: f32 },
+    LayerNorm {
+        gamma: &'a [f32],
+        beta: &'a [f32],
+        eps: f32,
+    },
 }
 
 /// f32 rows through `gemm`, with the bias and residual written first and accumulated onto.
@@ -679,7 +683,10 @@ mod tests {
                 let mut got = vec![f32::NAN; m * n];
                 layer.forward(&x, res, &mut got, Then::Nothing);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!((*g as f64 - w).abs() <= 1e-5 * (k as f64).sqrt() + 1e-5 * w.abs(), "{m}x{n}x{k} [{i}]: {g} vs {w}");
+                    assert!(
+                        (*g as f64 - w).abs() <= 1e-5 * (k as f64).sqrt() + 1e-5 * w.abs(),
+                        "{m}x{n}x{k} [{i}]: {g} vs {w}"
+                    );
                 }
             }
         }
@@ -795,7 +802,9 @@ mod tests {
                     for i in 0..len {
                         let scores: Vec<f64> = (0..len)
                             .map(|j| {
-                                (0..d).map(|e| at(start + i, h * d + e) * at(start + j, hidden + h * d + e)).sum::<f64>()
+                                (0..d)
+                                    .map(|e| at(start + i, h * d + e) * at(start + j, hidden + h * d + e))
+                                    .sum::<f64>()
                                     / (d as f64).sqrt()
                             })
                             .collect();
@@ -803,7 +812,8 @@ mod tests {
                         let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                         let total: f64 = exps.iter().sum();
                         for e in 0..d {
-                            let want: f64 = (0..len).map(|j| exps[j] / total * at(start + j, 2 * hidden + h * d + e)).sum();
+                            let want: f64 =
+                                (0..len).map(|j| exps[j] / total * at(start + j, 2 * hidden + h * d + e)).sum();
                             let g = got[(start + i) * hidden + h * d + e] as f64;
                             assert!((g - want).abs() < 1e-5, "d {d} seq {start} head {h} row {i} [{e}]: {g} vs {want}");
                         }

@@ -65,11 +65,7 @@ fn check_against_sentence_transformers(model: &Embedder) {
         let single = model.embed(&[text.as_str()]).unwrap().remove(0);
         assert!(cos(&single, got) >= 0.9999, "{text:.40?}: batch vs single");
     }
-    eprintln!(
-        "{:?}: worst cosine with sentence-transformers over {} texts: {worst}",
-        model.precision(),
-        golden.len()
-    );
+    eprintln!("{:?}: worst cosine with sentence-transformers over {} texts: {worst}", model.precision(), golden.len());
 }
 
 #[test]
