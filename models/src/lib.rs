@@ -7,7 +7,8 @@
 //! or q8_0), so no Python model tooling is needed.
 //!
 //! # Layout
-//! - [`embed`]: [`embed::Embedder`], all-MiniLM-L6-v2 sentence embeddings on candle.
+//! - [`embed`]: [`embed::Embedder`], all-MiniLM-L6-v2 sentence embeddings (own BERT
+//!   encoder: packed batches, bf16 AVX-512 or f32 linear layers).
 //! - [`chunk`]: cutting documents into overlapping token-bounded chunks.
 //! - [`index`]: [`index::VectorIndex`], HNSW over embeddings with filters, deletes, snapshots.
 //! - [`eval`]: word error rate for speech tests and benchmarks.

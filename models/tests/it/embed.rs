@@ -1,23 +1,30 @@
-//! all-MiniLM-L6-v2 on candle against the real sentence-transformers (golden vectors in
-//! tests/fixtures/minilm_golden.json, written by tests/py/golden_embeddings.py), and the
-//! chunker with the model's tokenizer.
+//! all-MiniLM-L6-v2 (huddle's encoder, bf16 where the CPU has AVX512_BF16 and f32) against
+//! the real sentence-transformers (golden vectors in tests/fixtures/minilm_golden.json,
+//! written by tests/py/golden_embeddings.py), and the chunker with the model's tokenizer.
 
 use std::sync::{Mutex, OnceLock};
 
 use huddle_models::chunk::{ChunkConfig, chunk_text};
-use huddle_models::embed::{EMBEDDING_DIM, Embedder};
+use huddle_models::embed::{EMBEDDING_DIM, Embedder, Precision};
 use huddle_models::fetch::fetch_embedder;
 
 use crate::common::models_dir;
 
 fn embedder() -> &'static Embedder {
     static E: OnceLock<Embedder> = OnceLock::new();
-    E.get_or_init(|| {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let installed = fetch_embedder(&models_dir(), &|_| {}).expect("fetch the embedding model");
-        Embedder::load(&installed.dir).expect("load the embedding model")
-    })
+    E.get_or_init(|| Embedder::load(&installed_dir()).expect("load the embedding model"))
+}
+
+/// The same model with f32 linear layers.
+fn embedder_f32() -> &'static Embedder {
+    static E: OnceLock<Embedder> = OnceLock::new();
+    E.get_or_init(|| Embedder::load_with_precision(&installed_dir(), Precision::F32).expect("load the embedding model"))
+}
+
+fn installed_dir() -> std::path::PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    fetch_embedder(&models_dir(), &|_| {}).expect("fetch the embedding model").dir
 }
 
 fn golden() -> Vec<(String, Vec<f32>)> {
@@ -41,9 +48,7 @@ fn cos(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb)
 }
 
-#[test]
-fn vectors_match_sentence_transformers() {
-    let model = embedder();
+fn check_against_sentence_transformers(model: &Embedder) {
     let golden = golden();
     assert!(golden.len() >= 16);
     let texts: Vec<&str> = golden.iter().map(|g| g.0.as_str()).collect();
@@ -60,7 +65,19 @@ fn vectors_match_sentence_transformers() {
         let single = model.embed(&[text.as_str()]).unwrap().remove(0);
         assert!(cos(&single, got) >= 0.9999, "{text:.40?}: batch vs single");
     }
-    eprintln!("worst cosine with sentence-transformers over {} texts: {worst}", golden.len());
+    eprintln!("{:?}: worst cosine with sentence-transformers over {} texts: {worst}", model.precision(), golden.len());
+}
+
+#[test]
+fn vectors_match_sentence_transformers() {
+    check_against_sentence_transformers(embedder());
+}
+
+#[test]
+fn f32_vectors_match_sentence_transformers() {
+    let model = embedder_f32();
+    assert_eq!(model.precision(), Precision::F32);
+    check_against_sentence_transformers(model);
 }
 
 #[test]
