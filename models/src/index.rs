@@ -127,6 +127,16 @@ fn kernel() -> Kernel {
     })
 }
 
+/// Whether [`kernel`] is the AVX-512 one.
+fn kernel_is_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::ptr::fn_addr_eq(kernel(), dot_avx512_detected as Kernel)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// The dot product in f32, by the fastest kernel this CPU runs.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     kernel()(a, b)

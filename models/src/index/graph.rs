@@ -9,6 +9,7 @@
 //!   while it scores the current one.
 //! - The links of levels 1.. (a small share of the nodes) are in another array of `M`
 //!   slots a (node, level) block.
+//! - On AVX-512 CPUs the search loop is compiled for AVX-512 with the dot kernel inlined.
 //! - Searches keep their visited marks (generation-tagged, so never cleared) and heaps in
 //!   a per-thread scratch, and order heap entries by one `u64` key: the distance's bits
 //!   mapped to an order-preserving integer above the node id.
@@ -21,7 +22,7 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::{Kernel, kernel};
+use super::{Kernel, kernel, kernel_is_avx512};
 
 /// One 64-byte line of node records.
 #[derive(Clone, Copy)]
@@ -111,6 +112,8 @@ pub(super) struct Graph {
     /// as the saved one would have.
     pub(super) rng: u64,
     dot: Kernel,
+    /// `dot` is the AVX-512 kernel: searches run a copy compiled for it.
+    avx512: bool,
 }
 
 /// Links a node keeps on levels 1.. (`M`) for a configured `max_connections`.
@@ -157,6 +160,7 @@ impl Graph {
             max_level: 0,
             rng: 0x2545_f491_4f6c_dd1d,
             dot: kernel(),
+            avx512: kernel_is_avx512(),
         }
     }
 
@@ -370,73 +374,107 @@ impl Graph {
         level: u8,
         accept: F,
     ) -> Vec<(f32, u32)> {
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let Scratch { generation, marks, candidates, results } = &mut *s;
-            if marks.len() < self.len() {
-                marks.resize(self.len(), 0);
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: `avx512` is set only when the CPU has AVX-512F.
+            return unsafe { self.search_layer_avx512(q, entries, ef, level, accept) };
+        }
+        self.search_layer_by(q, entries, ef, level, accept, self.dot)
+    }
+
+    /// [`Self::search_layer`] compiled for AVX-512, with the dot kernel inlined.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn search_layer_avx512<F: Fn(u32) -> bool>(
+        &self,
+        q: &[f32],
+        entries: &[u32],
+        ef: usize,
+        level: u8,
+        accept: F,
+    ) -> Vec<(f32, u32)> {
+        // SAFETY: this function runs only on CPUs with AVX-512F.
+        self.search_layer_by(q, entries, ef, level, accept, |a, b| unsafe { super::dot_avx512(a, b) })
+    }
+
+    #[inline(always)]
+    fn search_layer_by<F: Fn(u32) -> bool, D: Fn(&[f32], &[f32]) -> f32>(
+        &self,
+        q: &[f32],
+        entries: &[u32],
+        ef: usize,
+        level: u8,
+        accept: F,
+        dot: D,
+    ) -> Vec<(f32, u32)> {
+        let dist = |n: u32| 1.0 - dot(q, self.vector(n));
+        // taken out of the thread-local for the search and put back after it
+        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let Scratch { generation, marks, candidates, results } = &mut scratch;
+        if marks.len() < self.len() {
+            marks.resize(self.len(), 0);
+        }
+        *generation = generation.wrapping_add(1);
+        if *generation == 0 {
+            marks.fill(0);
+            *generation = 1;
+        }
+        let generation = *generation;
+        candidates.clear();
+        results.clear();
+        for &e in entries {
+            if marks[e as usize] == generation {
+                continue;
             }
-            *generation = generation.wrapping_add(1);
-            if *generation == 0 {
-                marks.fill(0);
-                *generation = 1;
-            }
-            let generation = *generation;
-            candidates.clear();
-            results.clear();
-            for &e in entries {
-                if marks[e as usize] == generation {
-                    continue;
-                }
-                marks[e as usize] = generation;
-                let k = key(self.dist(q, e), e);
-                candidates.push(Reverse(k));
-                if accept(e) {
-                    results.push(k);
-                    if results.len() > ef {
-                        results.pop();
-                    }
+            marks[e as usize] = generation;
+            let k = key(dist(e), e);
+            candidates.push(Reverse(k));
+            if accept(e) {
+                results.push(k);
+                if results.len() > ef {
+                    results.pop();
                 }
             }
-            // the unseen neighbours of the node being expanded
-            let mut fresh = [0u32; 2 * 64];
-            while let Some(Reverse(c)) = candidates.pop() {
-                if results.len() >= ef && results.peek().is_some_and(|&worst| c > worst) {
-                    break;
+        }
+        // the unseen neighbours of the node being expanded
+        let mut fresh = [0u32; 2 * 64];
+        while let Some(Reverse(c)) = candidates.pop() {
+            if results.len() >= ef && results.peek().is_some_and(|&worst| c > worst) {
+                break;
+            }
+            let mut count = 0;
+            for &nb in self.neighbours(key_node(c), level) {
+                let seen = &mut marks[nb as usize];
+                if *seen != generation {
+                    *seen = generation;
+                    fresh[count] = nb;
+                    count += 1;
                 }
-                let mut count = 0;
-                for &nb in self.neighbours(key_node(c), level) {
-                    let seen = &mut marks[nb as usize];
-                    if *seen != generation {
-                        *seen = generation;
-                        fresh[count] = nb;
-                        count += 1;
-                    }
+            }
+            if count > 0 {
+                self.prefetch_vector(fresh[0]);
+            }
+            for i in 0..count {
+                let nb = fresh[i];
+                if i + 1 < count {
+                    self.prefetch_vector(fresh[i + 1]);
                 }
-                if count > 0 {
-                    self.prefetch_vector(fresh[0]);
-                }
-                for i in 0..count {
-                    let nb = fresh[i];
-                    if i + 1 < count {
-                        self.prefetch_vector(fresh[i + 1]);
-                    }
-                    let k = key(self.dist(q, nb), nb);
-                    if results.len() < ef || results.peek().is_some_and(|&worst| k < worst) {
-                        candidates.push(Reverse(k));
-                        if accept(nb) {
-                            results.push(k);
-                            if results.len() > ef {
-                                results.pop();
-                            }
+                let k = key(dist(nb), nb);
+                if results.len() < ef || results.peek().is_some_and(|&worst| k < worst) {
+                    candidates.push(Reverse(k));
+                    if accept(nb) {
+                        results.push(k);
+                        if results.len() > ef {
+                            results.pop();
                         }
                     }
                 }
             }
-            let mut out: Vec<u64> = results.drain().collect();
-            out.sort_unstable();
-            out.into_iter().map(|k| (key_dist(k), key_node(k))).collect()
-        })
+        }
+        let mut out: Vec<u64> = results.drain().collect();
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        out.sort_unstable();
+        out.into_iter().map(|k| (key_dist(k), key_node(k))).collect()
     }
 
     /// HNSW's neighbour heuristic: keep a candidate only if it is closer to the new node
