@@ -246,8 +246,10 @@ impl Graph {
             e => return Err(format!("entry point {e:?} is not a node of the top level {}", p.max_level)),
         }
         for (node, &len) in p.len0.iter().enumerate() {
-            let links =
-                self.link_slots(node).get(..len as usize).ok_or_else(|| format!("node {node} has {len} links, over {m0}"))?;
+            let links = self
+                .link_slots(node)
+                .get(..len as usize)
+                .ok_or_else(|| format!("node {node} has {len} links, over {m0}"))?;
             if let Some(&to) = links.iter().find(|&&to| to as usize >= n) {
                 return Err(format!("node {node} links to node {to}, out of range ({n} nodes)"));
             }
