@@ -599,6 +599,56 @@ mod tests {
         }
     }
 
+    /// Every search path (the AVX-512 copy where the CPU has it, the generic one with
+    /// each kernel) finds the brute-force top 10 for nearly every query.
+    #[test]
+    fn every_search_path_finds_the_true_neighbours() {
+        let dim = 48;
+        let vs = super::super::tests::vectors(3_000, dim, 21);
+        let queries = super::super::tests::vectors(40, dim, 22);
+        let mut g = Graph::new(dim, 16, 100, vs.len());
+        for v in &vs {
+            g.insert(v);
+        }
+        let truth: Vec<Vec<u32>> = queries
+            .iter()
+            .map(|q| {
+                let mut all: Vec<(f64, u32)> = (0..vs.len() as u32)
+                    .map(|n| (-vs[n as usize].iter().zip(q).map(|(a, b)| f64::from(a * b)).sum::<f64>(), n))
+                    .collect();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0));
+                all.iter().take(10).map(|x| x.1).collect()
+            })
+            .collect();
+        let mut paths: Vec<(String, Kernel, bool)> =
+            vec![("generic, portable".into(), super::super::dot_portable as Kernel, false)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                paths.push(("generic, avx2".into(), super::super::dot_avx2_detected, false));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                paths.push(("generic, avx512".into(), super::super::dot_avx512_detected, false));
+                paths.push(("avx512 copy".into(), super::super::dot_avx512_detected, true));
+            }
+        }
+        for (name, dot, avx512) in paths {
+            (g.dot, g.avx512) = (dot, avx512);
+            let mut found = 0;
+            for (q, t) in queries.iter().zip(&truth) {
+                let hits = g.search(q, 10, 128, |_| true);
+                assert!(hits.windows(2).all(|w| w[0].0 <= w[1].0), "{name}: nearest first");
+                for &(d, n) in &hits {
+                    let exact: f64 = vs[n as usize].iter().zip(q).map(|(a, b)| f64::from(a * b)).sum();
+                    assert!((f64::from(1.0 - d) - exact).abs() < 1e-5, "{name}: distance of {n}");
+                }
+                found += hits.iter().filter(|h| t.contains(&h.1)).count();
+            }
+            let recall = found as f64 / (10 * queries.len()) as f64;
+            assert!(recall >= 0.95, "{name}: recall@10 {recall}");
+        }
+    }
+
     #[test]
     fn records_are_aligned_lines_holding_vector_then_links() {
         for (dim, m) in [(2, 4), (32, 8), (384, 16), (100, 12)] {
