@@ -28,8 +28,9 @@
 //! | 32 | SHA-256 of all the bytes above |
 //!
 //! Loading checks the size the header gives against the file's before it allocates,
-//! reads each section in large blocks straight into its array, and then checks the
-//! checksum and the graph's consistency ([`Graph::from_parts`]). Any failure is an
+//! reads each section in large blocks straight into its array (the level-0 links and the
+//! vectors into the graph's node records), and then checks the
+//! checksum and the graph's consistency ([`Graph::adopt`]). Any failure is an
 //! [`IndexError::Snapshot`], never a panic: the caller rebuilds from storage.
 
 use std::collections::HashMap;
@@ -106,6 +107,20 @@ impl<W: Write> HashWriter<W> {
         Ok(())
     }
 
+    /// `n` runs of numbers, `run(i)` the i-th, gathered into blocks.
+    fn gather<'a, T: Word>(&mut self, n: usize, run: impl Fn(usize) -> &'a [T]) -> std::io::Result<()> {
+        let mut block: Vec<T> = Vec::with_capacity(BLOCK / size_of::<T>());
+        for i in 0..n {
+            let r = run(i);
+            if block.len() + r.len() > block.capacity() && !block.is_empty() {
+                self.words(&block)?;
+                block.clear();
+            }
+            block.extend_from_slice(r);
+        }
+        self.words(&block)
+    }
+
     fn u32(&mut self, x: u32) -> std::io::Result<()> {
         self.bytes(&x.to_le_bytes())
     }
@@ -138,6 +153,29 @@ impl<R: Read> HashReader<R> {
             v.iter_mut().for_each(|x| *x = x.le());
         }
         Ok(v)
+    }
+
+    /// `n` runs of `per` numbers, read in blocks and handed to `put(i, run)`.
+    fn scatter<T: Word>(&mut self, n: usize, per: usize, mut put: impl FnMut(usize, &[T])) -> std::io::Result<()> {
+        if per == 0 {
+            return Ok(());
+        }
+        let runs = (BLOCK / (per * size_of::<T>())).clamp(1, n.max(1));
+        let mut block = vec![T::zeroed(); runs * per];
+        let mut done = 0;
+        while done < n {
+            let count = runs.min(n - done);
+            let block = &mut block[..count * per];
+            self.fill(bytemuck::cast_slice_mut(block))?;
+            if cfg!(target_endian = "big") {
+                block.iter_mut().for_each(|x| *x = x.le());
+            }
+            for (j, run) in block.chunks_exact(per).enumerate() {
+                put(done + j, run);
+            }
+            done += count;
+        }
+        Ok(())
     }
 }
 
@@ -253,9 +291,9 @@ impl VectorIndex {
         w.words(&g.levels)?;
         w.words(&g.len0)?;
         w.words(&g.upper_len)?;
-        w.words(&g.links0)?;
+        w.gather(g.len(), |n| g.link_slots(n))?;
         w.words(&g.upper_links)?;
-        w.words(&g.vectors)
+        w.gather(g.len(), |n| g.vector(n as u32))
     }
 
     /// Reads a snapshot written by [`Self::save`]: the graph as saved, no rebuild.
@@ -311,9 +349,12 @@ impl VectorIndex {
         let levels: Vec<u8> = r.words(n).map_err(io)?;
         let len0: Vec<u8> = r.words(n).map_err(io)?;
         let upper_len: Vec<u8> = r.words(blocks).map_err(io)?;
-        let links0: Vec<u32> = r.words(n * 2 * m).map_err(io)?;
+        let config = header.config;
+        // the records are filled in place, so a load holds one copy of the vectors
+        let mut graph = Graph::with_nodes(dim, config.max_connections, config.ef_construction, n);
+        r.scatter(n, 2 * m, |i, slots| graph.set_link_slots(i, slots)).map_err(io)?;
         let upper_links: Vec<u32> = r.words(blocks * m).map_err(io)?;
-        let vectors: Vec<f32> = r.words(n * dim).map_err(io)?;
+        r.scatter(n, dim, |i, v| graph.set_vector(i, v)).map_err(io)?;
         let mut sum = [0u8; 32];
         r.inner.read_exact(&mut sum).map_err(io)?;
         if r.hash.finalize().as_slice() != sum {
@@ -331,22 +372,17 @@ impl VectorIndex {
         if live.len() != header.live {
             return Err(bad(format!("{} live items, the header says {}", live.len(), header.live)));
         }
-        let config = header.config;
-        let graph = Graph::from_parts(Parts {
-            dim,
-            max_connections: config.max_connections,
-            ef_construction: config.ef_construction,
-            vectors,
-            levels,
-            links0,
-            len0,
-            upper_links,
-            upper_len,
-            entry: header.entry,
-            max_level: header.max_level,
-            rng: header.rng,
-        })
-        .map_err(|e| bad(format!("inconsistent graph: {e}")))?;
+        let graph = graph
+            .adopt(Parts {
+                levels,
+                len0,
+                upper_links,
+                upper_len,
+                entry: header.entry,
+                max_level: header.max_level,
+                rng: header.rng,
+            })
+            .map_err(|e| bad(format!("inconsistent graph: {e}")))?;
         Ok(VectorIndex { config, graph, slots, live, strings })
     }
 }
@@ -485,12 +521,11 @@ mod tests {
         let (a, b) = (&index.graph, &back.graph);
         assert_eq!(a.levels, b.levels);
         assert_eq!(a.len0, b.len0);
-        assert_eq!(a.links0, b.links0);
+        assert_eq!(a.words(), b.words(), "links and vectors");
         assert_eq!(a.upper_len, b.upper_len);
         assert_eq!(a.upper_links, b.upper_links);
         assert_eq!((a.entry, a.max_level, a.rng), (b.entry, b.max_level, b.rng));
         assert!(a.max_level > 0, "the test graph has upper levels");
-        assert_eq!(a.vectors, b.vectors);
         assert_eq!(IndexConfig { capacity_hint: 0, ..index.config }, IndexConfig { capacity_hint: 0, ..back.config });
         assert_eq!(back.slots.len(), 2_020);
         assert!(!back.contains(500) && back.contains(501) && back.contains(7));
@@ -508,7 +543,7 @@ mod tests {
         for id in [1, 2, 10_003] {
             assert!(index.remove(id) && back.remove(id));
         }
-        assert_eq!(index.graph.links0, back.graph.links0);
+        assert_eq!(index.graph.words(), back.graph.words());
         assert_same_answers(&index, &back, &queries);
     }
 
