@@ -355,15 +355,7 @@ mod tests {
                 }
             }
         };
-        let erf = |x: f64| {
-            let mut term = x;
-            let mut sum = x;
-            for n in 1..200 {
-                term *= -x * x / n as f64;
-                sum += term / (2 * n + 1) as f64;
-            }
-            sum * 2.0 / std::f64::consts::PI.sqrt()
-        };
+        let erf = crate::embed::kernels::tests::erf_reference;
         seqs.iter()
             .map(|s| {
                 // pad to the batch's longest sequence, masked

@@ -629,7 +629,7 @@ mod bf16 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// xorshift floats in [-1, 1)
@@ -728,7 +728,8 @@ mod tests {
         assert!(cos < 1.0 - 1e-9, "bf16 should not be bit-identical to f32 ({cos})");
     }
 
-    fn erf_reference(x: f64) -> f64 {
+    /// erf in f64 (also the reference of the encoder's tests).
+    pub(crate) fn erf_reference(x: f64) -> f64 {
         if x.abs() > 4.0 {
             return x.signum(); // within 2e-8
         }
