@@ -11,34 +11,15 @@ use huddle_core::{
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use crate::page::{self, Cursor};
-use crate::rows::{corrupt, is_foreign_key_violation, is_unique_violation, not_found, placeholders, to_u64};
+use crate::rows::{
+    corrupt, is_foreign_key_violation, is_unique_violation, not_found, placeholders, to_u64, value_rows,
+};
 use crate::sql::{Dialect, Sql};
 use crate::{Page, PageRequest, Result, StorageError};
 
 /// Rows a multi-row statement carries at most (SQLite allows 32,766 parameters a
 /// statement, Postgres 65,535).
 const ROWS_PER_STATEMENT: usize = 256;
-
-/// `n` rows of `($from, $from+1, ...)` with `types.len()` values each; a non-empty
-/// type wraps its value in `CAST(.. AS type)`.
-fn value_rows(from: usize, n: usize, types: &[&str]) -> String {
-    let w = types.len();
-    (0..n)
-        .map(|r| {
-            let cols = types
-                .iter()
-                .enumerate()
-                .map(|(c, t)| {
-                    let p = from + r * w + c;
-                    if t.is_empty() { format!("${p}") } else { format!("CAST(${p} AS {t})") }
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({cols})")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// What [`crate::NotifyStore::enqueue_notifications`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,7 +304,8 @@ where
     /// recipient's row is SKIPPED.
     async fn insert_items(tx: &mut DB::Connection, entity_id: &str, items: &[NewNotification]) -> Result<()> {
         let now = now_ms();
-        let mut opted_out = std::collections::HashSet::new();
+        // (recipient, channel) pairs that opted out: few, usually none
+        let mut opted_out: Vec<(String, String)> = Vec::new();
         let mut recipients: Vec<&str> = items.iter().map(|n| n.recipient.as_str()).collect();
         recipients.sort_unstable();
         recipients.dedup();
@@ -337,11 +319,8 @@ where
             for r in chunk {
                 q = q.bind(*r);
             }
-            for (recipient, channel, out) in q.fetch_all(&mut *tx).await? {
-                if out {
-                    opted_out.insert((recipient, channel));
-                }
-            }
+            let rows = q.fetch_all(&mut *tx).await?;
+            opted_out.extend(rows.into_iter().filter(|(_, _, out)| *out).map(|(r, c, _)| (r, c)));
         }
         for chunk in items.chunks(ROWS_PER_STATEMENT) {
             // $1 entity, $2 now, then 7 a row
@@ -363,12 +342,12 @@ where
             let sql = format!("INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES {rows}");
             let mut q = sqlx::query(&sql).bind(entity_id).bind(now);
             for n in chunk {
-                let (status, last_error) = if opted_out.contains(&(n.recipient.clone(), n.channel.as_str().to_string()))
-                {
-                    (NotificationStatus::Skipped, Some(format!("{} opted out of {}", n.recipient, n.channel)))
-                } else {
-                    (n.status, n.last_error.clone())
-                };
+                let (status, last_error) =
+                    if opted_out.iter().any(|(r, c)| *r == n.recipient && c == n.channel.as_str()) {
+                        (NotificationStatus::Skipped, Some(format!("{} opted out of {}", n.recipient, n.channel)))
+                    } else {
+                        (n.status, n.last_error.clone())
+                    };
                 q = q
                     .bind(&n.id)
                     .bind(n.channel.as_str())

@@ -355,6 +355,27 @@ pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
+/// `n` rows of `($from, $from+1, ...)` with `types.len()` values each; a non-empty
+/// type wraps its value in `CAST(.. AS type)`.
+pub(crate) fn value_rows(from: usize, n: usize, types: &[&str]) -> String {
+    let w = types.len();
+    (0..n)
+        .map(|r| {
+            let cols = types
+                .iter()
+                .enumerate()
+                .map(|(c, t)| {
+                    let p = from + r * w + c;
+                    if t.is_empty() { format!("${p}") } else { format!("CAST(${p} AS {t})") }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({cols})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn not_found(what: &'static str, id: &str) -> StorageError {
     StorageError::NotFound { what, id: id.to_string() }
 }
