@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use huddle_core::{Channel, DeliveryAttempt, Notification, now_ms};
@@ -37,6 +38,28 @@ pub fn outbox(namespace: &str) -> Option<ActorRef<OutboxMsg>> {
 
 pub struct OutboxActor;
 
+/// Wakes an outbox after an enqueue with at most one wake-up waiting in its mailbox:
+/// the sends that arrive while it claims are all picked up by its next claim, so a
+/// burst of sends costs a few claims, not one each (every claim is a write
+/// transaction, and on SQLite the senders queue behind it).
+#[derive(Clone, Default)]
+pub struct OutboxWaker(Arc<AtomicBool>);
+
+impl OutboxWaker {
+    /// Asks `outbox` to look for due notifications, unless a wake-up is already
+    /// queued (that one's claim runs after this caller's write and sees it).
+    pub fn wake(&self, outbox: &ActorRef<OutboxMsg>) {
+        if !self.0.swap(true, Ordering::AcqRel) && outbox.cast(OutboxMsg::Wake).is_err() {
+            self.0.store(false, Ordering::Release);
+        }
+    }
+
+    /// Called just before a claim: wake-ups from now on ask for another one.
+    fn taken(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 #[derive(Clone)]
 pub struct OutboxArgs {
     pub namespace: String,
@@ -54,6 +77,8 @@ pub struct OutboxArgs {
     pub poll_interval: Duration,
     /// How long a claim lasts; longer than a delivery's timeout.
     pub lease: Duration,
+    /// Shared with the senders of this runtime (see [`OutboxWaker`]).
+    pub waker: OutboxWaker,
 }
 
 /// One finished attempt, as a notifier reports it.
@@ -199,9 +224,13 @@ impl OutboxState {
     }
 
     async fn claim(&mut self, myself: &ActorRef<OutboxMsg>) {
+        self.args.waker.taken();
         let room = self.args.max_in_flight.saturating_sub(self.stats.in_flight);
         let limit = (room as u32).min(self.args.claim_batch);
-        if limit == 0 || self.channels.is_empty() {
+        // While deliveries are in flight, claim only when a quarter batch fits: each
+        // finished delivery would otherwise cost a claim (a write transaction) of its own.
+        let low_water = (self.args.claim_batch.min(self.args.max_in_flight as u32) / 4).max(1);
+        if limit == 0 || (self.stats.in_flight > 0 && limit < low_water) || self.channels.is_empty() {
             return;
         }
         let lease = self.args.lease.as_millis() as i64;

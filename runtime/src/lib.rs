@@ -109,6 +109,7 @@ pub(crate) struct Inner {
     notify: NotifyConfig,
     livekit: Option<Arc<livekit::LiveKit>>,
     endpoint_cache: huddle_actors::notify::webhook::EndpointCache,
+    outbox_waker: huddle_actors::outbox::OutboxWaker,
     enqueuer: notify::Enqueuer,
     chat: chat::ChatHub,
     inbound: tokio::sync::broadcast::Sender<http::InboundWebhook>,
@@ -226,6 +227,10 @@ impl Runtime {
 
     pub(crate) fn endpoint_cache(&self) -> &huddle_actors::notify::webhook::EndpointCache {
         &self.inner.endpoint_cache
+    }
+
+    pub(crate) fn outbox_waker(&self) -> &huddle_actors::outbox::OutboxWaker {
+        &self.inner.outbox_waker
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -350,6 +355,7 @@ impl RuntimeBuilder {
             None => RoomHub::new(self.rooms.watch_buffer),
         };
         let endpoint_cache = huddle_actors::notify::webhook::EndpointCache::default();
+        let outbox_waker = huddle_actors::outbox::OutboxWaker::default();
         let templates = Arc::new(
             notify::templates::Templates::load(self.notify.templates_dir.as_deref()).map_err(RuntimeError::Actors)?,
         );
@@ -361,7 +367,7 @@ impl RuntimeBuilder {
             backoff_base: Duration::from_millis(self.rooms.restart_backoff_base_ms),
             backoff_max: Duration::from_millis(self.rooms.restart_backoff_max_ms),
             idle_timeout: Duration::from_millis(self.rooms.idle_timeout_ms),
-            outbox: notify::outbox_args(&namespace, &store, &self.notify, endpoint_cache.clone())
+            outbox: notify::outbox_args(&namespace, &store, &self.notify, endpoint_cache.clone(), outbox_waker.clone())
                 .map_err(|e| RuntimeError::Actors(e.to_string()))?,
         };
         let (root, _) = Actor::spawn(Some(format!("{namespace}/root")), root::RootActor, args)
@@ -385,6 +391,7 @@ impl RuntimeBuilder {
                 }
                 .map(Arc::new),
                 endpoint_cache,
+                outbox_waker,
                 enqueuer,
                 chat: chat::ChatHub::default(),
                 inbound: tokio::sync::broadcast::channel(256).0,

@@ -11,7 +11,7 @@ use huddle_actors::notify::signing::generate_secret;
 use huddle_actors::notify::sms::{SmsDeliverer, TwilioSettings};
 use huddle_actors::notify::webhook::{EndpointCache, RESERVED_HEADERS, WebhookConfig, WebhookDeliverer, check_url};
 use huddle_actors::notify::{Deliver, schedule::RetrySchedule};
-use huddle_actors::outbox::{OutboxArgs, OutboxMsg, OutboxStats, outbox};
+use huddle_actors::outbox::{OutboxArgs, OutboxMsg, OutboxStats, OutboxWaker, outbox};
 use huddle_core::time::Millis;
 use huddle_core::{
     Channel, NewNotification, Notification, NotificationContent, NotificationStatus, Preference, WebhookEndpoint,
@@ -146,6 +146,7 @@ pub(crate) fn outbox_args(
     store: &DynStore,
     config: &NotifyConfig,
     endpoints: EndpointCache,
+    waker: OutboxWaker,
 ) -> Result<Option<OutboxArgs>> {
     if !config.enabled {
         return Ok(None);
@@ -179,6 +180,7 @@ pub(crate) fn outbox_args(
         poll_interval: Duration::from_millis(config.poll_interval_ms),
         // A claim outlives the longest attempt with room to record it.
         lease: timeout * 2 + Duration::from_secs(10),
+        waker,
     }))
 }
 
@@ -457,7 +459,7 @@ impl Api {
             && due <= now
             && let Some(outbox) = outbox(self.runtime().namespace())
         {
-            let _ = outbox.cast(OutboxMsg::Wake);
+            self.runtime().outbox_waker().wake(&outbox);
         }
         Ok(Sent { ids: enqueued.ids, duplicate: enqueued.duplicate, warnings })
     }

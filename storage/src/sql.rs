@@ -44,7 +44,7 @@ pub(crate) struct Sql<DB: Database> {
     /// queue for it in order instead of spinning in SQLite's busy handler (whose
     /// sleeps of up to 100 ms let a waiting writer starve under load). On Postgres
     /// the same pool as reads.
-    writer: Pool<DB>,
+    pub(crate) writer: Pool<DB>,
 }
 
 impl<DB: Database> Clone for Sql<DB> {

@@ -53,7 +53,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let mut pool_options = SqlitePoolOptions::new();
+        // No ping before each acquire: a connection to a local file does not go
+        // stale, and the ping is a round trip to the connection's thread that every
+        // query (and every writer waiting behind it) would pay.
+        let mut pool_options = SqlitePoolOptions::new().test_before_acquire(false);
         if is_in_memory(url) {
             // An in-memory database lives as long as a connection to it: keep
             // exactly one, forever, so every query sees the same database.
@@ -65,7 +68,7 @@ impl SqliteStore {
         let writer = if is_in_memory(url) {
             pool.clone()
         } else {
-            SqlitePoolOptions::new().max_connections(1).connect_with(options).await?
+            SqlitePoolOptions::new().test_before_acquire(false).max_connections(1).connect_with(options).await?
         };
         info!(url, "opened sqlite store");
         Ok(Self { sql: Sql::new(pool, writer) })
