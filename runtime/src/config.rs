@@ -127,6 +127,11 @@ pub struct NotifyConfig {
     pub claim_batch: u32,
     /// How often the outbox looks for due notifications without being woken, in milliseconds.
     pub poll_interval_ms: u64,
+    /// SQLite only (it has one writer): how long the outbox holds back its own
+    /// writes (claims, delivery records) while send requests are writing, in
+    /// milliseconds; 0 never. Sends then rarely queue behind delivery bookkeeping,
+    /// and delivery still gets a write at least this often.
+    pub yield_to_senders_ms: u64,
     /// After a secret rotation, how long the old secret still signs, in milliseconds.
     pub secret_overlap_ms: u64,
     /// Recipients per send request at most.
@@ -263,6 +268,7 @@ impl Default for NotifyConfig {
             max_in_flight: 256,
             claim_batch: 64,
             poll_interval_ms: 250,
+            yield_to_senders_ms: 4,
             secret_overlap_ms: 24 * 3600 * 1000,
             max_recipients: 1_000,
             max_data_bytes: 256 * 1024,
@@ -584,6 +590,9 @@ impl Config {
         }
         if n.timeout_ms == 0 || n.max_in_flight == 0 || n.claim_batch == 0 || n.poll_interval_ms == 0 {
             return invalid("notify.timeout_ms, max_in_flight, claim_batch and poll_interval_ms must be above 0");
+        }
+        if n.yield_to_senders_ms > 1_000 {
+            return invalid("notify.yield_to_senders_ms must be at most 1000");
         }
         if !matches!(n.smtp.tls.as_str(), "none" | "starttls" | "tls") {
             return invalid("notify.smtp.tls must be `none`, `starttls` or `tls`");

@@ -181,6 +181,12 @@ pub(crate) fn outbox_args(
         // A claim outlives the longest attempt with room to record it.
         lease: timeout * 2 + Duration::from_secs(10),
         waker,
+        // only SQLite makes senders and the outbox take turns at one writer
+        yield_to_senders: if store.backend() == "sqlite" {
+            Duration::from_millis(config.yield_to_senders_ms)
+        } else {
+            Duration::ZERO
+        },
     }))
 }
 
@@ -448,7 +454,10 @@ impl Api {
             })
             .collect();
         let request = EnqueueRequest { entity_id: req.entity_id.clone(), idempotency_key: req.idempotency_key, items };
+        // the outbox holds its own writes back while this one waits and runs
+        let writing = self.runtime().outbox_waker().writing();
         let enqueued = self.runtime().enqueuer().enqueue(request).await?;
+        drop(writing);
         if channel == Channel::Chat && !enqueued.duplicate {
             for r in &req.recipients {
                 self.runtime().chat_hub().notify(r);
