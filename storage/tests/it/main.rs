@@ -65,6 +65,7 @@ conformance!(
     outbox_enqueue_claim_record,
     outbox_concurrent_claims_never_overlap,
     outbox_writes_many_rows_at_once,
+    outbox_batches_are_all_or_nothing,
     webhook_endpoints_and_rotation,
     livekit_rooms_and_recordings,
 );

@@ -1188,3 +1188,76 @@ pub async fn livekit_rooms_and_recordings(db: &TestDb) {
     let orphan = huddle_core::Recording { egress_id: "EG_2".into(), room_id: "nope".into(), ..rec };
     assert_err!(store.upsert_recording(&orphan).await, StorageError::NotFound { .. });
 }
+
+/// Send requests written together: several entities in one statement, idempotency
+/// keys (a repeated one writes nothing), and a request that cannot be written
+/// failing the whole batch, with or without a transaction around it.
+pub async fn outbox_batches_are_all_or_nothing(db: &TestDb) {
+    use huddle_core::{Channel, NotificationStatus as S, Preference};
+    use huddle_storage::EnqueueRequest;
+    let store = db.store();
+    let (acme, globex) = (entity(store, "Acme").await, entity(store, "Globex").await);
+    let now = now_ms();
+    store
+        .set_preference(Preference {
+            entity_id: globex.id.clone(),
+            recipient: "g1@example.com".into(),
+            channel: Channel::Email,
+            opted_out: true,
+            updated_at_ms: now,
+        })
+        .await
+        .unwrap();
+    let req = |e: &str, key: Option<&str>, ids: &[&str]| EnqueueRequest {
+        entity_id: e.to_string(),
+        idempotency_key: key.map(str::to_string),
+        items: ids.iter().map(|id| notification(e, id, Channel::Email, now)).collect(),
+    };
+
+    // no keys: one statement for both entities; the opt-out is Globex's only
+    let done = store
+        .enqueue_notification_batch(vec![req(&acme.id, None, &["a1", "a2"]), req(&globex.id, None, &["g1"])])
+        .await
+        .unwrap();
+    assert_eq!(done.iter().map(|d| (d.ids.len(), d.duplicate)).collect::<Vec<_>>(), [(2, false), (1, false)]);
+    assert_eq!(store.get_notification("a1").await.unwrap().entity_id, acme.id);
+    assert_eq!(store.get_notification("g1").await.unwrap().status, S::Skipped);
+    assert_eq!(store.get_notification("a2").await.unwrap().status, S::Pending);
+
+    // keys: the first use writes, a repeat returns the first ids and writes nothing
+    let done = store
+        .enqueue_notification_batch(vec![req(&acme.id, Some("k"), &["a3"]), req(&globex.id, None, &["g2"])])
+        .await
+        .unwrap();
+    assert_eq!((done[0].ids.clone(), done[0].duplicate), (vec!["a3".to_string()], false));
+    let done = store
+        .enqueue_notification_batch(vec![req(&globex.id, None, &["g3"]), req(&acme.id, Some("k"), &["a4"])])
+        .await
+        .unwrap();
+    assert_eq!((done[0].ids.clone(), done[0].duplicate), (vec!["g3".to_string()], false));
+    assert_eq!((done[1].ids.clone(), done[1].duplicate), (vec!["a3".to_string()], true));
+    assert_err!(store.get_notification("a4").await, StorageError::NotFound { .. });
+    assert_eq!(store.get_notification("g3").await.unwrap().status, S::Pending);
+
+    // an unknown entity fails the batch and nothing of it is written: one statement ...
+    assert_err!(
+        store.enqueue_notification_batch(vec![req(&acme.id, None, &["a5"]), req("ghost", None, &["x1"])]).await,
+        StorageError::NotFound { .. }
+    );
+    assert_err!(store.get_notification("a5").await, StorageError::NotFound { .. });
+    // ... or a transaction (a key, so the batch takes one)
+    assert_err!(
+        store.enqueue_notification_batch(vec![req(&acme.id, Some("k2"), &["a6"]), req("ghost", None, &["x2"])]).await,
+        StorageError::NotFound { .. }
+    );
+    assert_err!(store.get_notification("a6").await, StorageError::NotFound { .. });
+    // the key of the failed batch was not kept either
+    let done = store.enqueue_notification_batch(vec![req(&acme.id, Some("k2"), &["a7"])]).await.unwrap();
+    assert_eq!((done[0].ids.clone(), done[0].duplicate), (vec!["a7".to_string()], false));
+    // a repeated id is refused, and the rest of its statement with it
+    assert_err!(
+        store.enqueue_notification_batch(vec![req(&acme.id, None, &["a8", "a1"])]).await,
+        StorageError::AlreadyExists { .. }
+    );
+    assert_err!(store.get_notification("a8").await, StorageError::NotFound { .. });
+}
