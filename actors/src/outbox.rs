@@ -87,10 +87,11 @@ impl OutboxWaker {
         self.0.wake_queued.store(false, Ordering::Release);
     }
 
-    /// Waits until no send is writing, or `max` has passed.
-    async fn senders_done(&self, max: Duration) {
+    /// Waits until no send is writing, or `max` has passed: false in that case
+    /// (senders are still writing).
+    async fn senders_done(&self, max: Duration) -> bool {
         if max.is_zero() {
-            return;
+            return true;
         }
         let deadline = tokio::time::Instant::now() + max;
         loop {
@@ -98,10 +99,10 @@ impl OutboxWaker {
             tokio::pin!(idle);
             idle.as_mut().enable();
             if self.0.writing.load(Ordering::Acquire) == 0 {
-                return;
+                return true;
             }
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
-                return;
+                return false;
             }
         }
     }
@@ -251,12 +252,11 @@ impl OutboxState {
 
     async fn flush(&mut self) {
         self.flush_queued = false;
-        if !self.outcomes.is_empty() || !self.gone.is_empty() {
-            self.args.waker.senders_done(self.args.yield_to_senders).await;
-        }
-        // Short transactions: the single SQLite writer is shared with senders.
+        // Short transactions: the single SQLite writer is shared with senders, and
+        // shorter still when they are busy.
         while !self.outcomes.is_empty() {
-            let n = self.outcomes.len().min(RECORD_BATCH);
+            let free = self.args.waker.senders_done(self.args.yield_to_senders).await;
+            let n = self.outcomes.len().min(if free { RECORD_BATCH } else { RECORD_BATCH / 4 });
             if let Err(e) = self.args.store.record_deliveries(&self.outcomes[..n]).await {
                 warn!(error = %e, outcomes = self.outcomes.len(), "cannot record delivery outcomes; will retry");
                 if self.outcomes.len() > MAX_UNRECORDED {
@@ -286,7 +286,11 @@ impl OutboxState {
         if limit == 0 || (self.stats.in_flight > 0 && limit < low_water) || self.channels.is_empty() {
             return;
         }
-        self.args.waker.senders_done(self.args.yield_to_senders).await;
+        // senders still writing after the wait: a small claim, a short write
+        let limit = match self.args.waker.senders_done(self.args.yield_to_senders).await {
+            true => limit,
+            false => limit.min(low_water),
+        };
         let lease = self.args.lease.as_millis() as i64;
         let claimed =
             match self.args.store.claim_notifications(&self.args.node_id, &self.channels, now_ms(), lease, limit).await
@@ -418,7 +422,7 @@ mod tests {
     async fn the_outbox_waits_for_writing_senders_and_no_longer() {
         let waker = OutboxWaker::default();
         // nobody writing: no wait at all, however long the allowance
-        tokio::time::timeout(Duration::from_secs(5), waker.senders_done(LONG)).await.expect("waited with no sender");
+        assert!(tokio::time::timeout(Duration::from_secs(5), waker.senders_done(LONG)).await.expect("waited"));
 
         // a sender writing: the wait ends when it is done, not at the allowance
         let writing = waker.writing();
@@ -438,10 +442,13 @@ mod tests {
 
         // a sender that never finishes holds the outbox back only for the allowance
         let _stuck = waker.writing();
-        tokio::time::timeout(Duration::from_secs(5), waker.senders_done(Duration::from_millis(20)))
+        let done = tokio::time::timeout(Duration::from_secs(5), waker.senders_done(Duration::from_millis(20)))
             .await
             .expect("waited past the allowance");
+        assert!(!done, "a sender is still writing");
         // and a zero allowance does not wait
-        tokio::time::timeout(Duration::from_secs(5), waker.senders_done(Duration::ZERO)).await.expect("waited");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), waker.senders_done(Duration::ZERO)).await.expect("waited")
+        );
     }
 }

@@ -295,6 +295,12 @@ async fn run_async(opts: &NotifyOpts, rep: &Reporter) -> Result<()> {
             .with("delivered_meanwhile", delivered_meanwhile),
     );
     rep.emit(Measurement::new("notify", "enqueue_p99_ms", p99, "ms").target("<= 5 ms", p99 <= 5.0));
+    rep.emit(Measurement::new(
+        "notify",
+        "deliveries_per_s_while_sending",
+        (delivered_meanwhile as f64 / enqueue_secs).round(),
+        "1/s",
+    ));
 
     // 3. Recovery: a node claimed N notifications and died; a restarted node takes
     // its claims back and delivers them.

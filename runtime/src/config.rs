@@ -127,10 +127,10 @@ pub struct NotifyConfig {
     pub claim_batch: u32,
     /// How often the outbox looks for due notifications without being woken, in milliseconds.
     pub poll_interval_ms: u64,
-    /// SQLite only (it has one writer): how long the outbox holds back its own
-    /// writes (claims, delivery records) while send requests are writing, in
-    /// milliseconds; 0 never. Sends then rarely queue behind delivery bookkeeping,
-    /// and delivery still gets a write at least this often.
+    /// SQLite only (it has one writer): how long the outbox holds each of its own
+    /// writes (claims, delivery records) back while send requests are writing, in
+    /// milliseconds, before it writes a quarter batch anyway; 0 never. Sends then
+    /// rarely queue behind delivery bookkeeping, and delivery goes on meanwhile.
     pub yield_to_senders_ms: u64,
     /// After a secret rotation, how long the old secret still signs, in milliseconds.
     pub secret_overlap_ms: u64,
@@ -268,7 +268,7 @@ impl Default for NotifyConfig {
             max_in_flight: 256,
             claim_batch: 64,
             poll_interval_ms: 250,
-            yield_to_senders_ms: 4,
+            yield_to_senders_ms: 1,
             secret_overlap_ms: 24 * 3600 * 1000,
             max_recipients: 1_000,
             max_data_bytes: 256 * 1024,

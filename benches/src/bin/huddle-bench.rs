@@ -105,7 +105,9 @@ process, sharing the node's tokio scheduler).
   reqwest with 256 in flight: no outbox, no database (the ceiling here).
 - enqueue_p50_ms / enqueue_p99_ms: --sends single-recipient Send calls
   (Api::send_notification, in process) from --senders concurrent senders while
-  the outbox delivers --deliveries others. Target p99 <= 5 ms.
+  the outbox delivers --deliveries others. Target p99 <= 5 ms. Also
+  deliveries_per_s_while_sending: what the outbox delivered meanwhile (on
+  SQLite it holds its writes back for senders, notify.yield_to_senders_ms).
 - recovery_secs: --recovery notifications claimed by a node that then died;
   a restarted node (same node id) takes its claims back and delivers them all.
   Target <= 5 s. Also: runtime start and first delivery after the restart.
@@ -286,7 +288,7 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         recovery: usize,
         /// Sends timed for enqueue latency.
-        #[arg(long, default_value_t = 2_000)]
+        #[arg(long, default_value_t = 10_000)]
         sends: usize,
         /// Concurrent senders for enqueue latency.
         #[arg(long, default_value_t = 8)]
