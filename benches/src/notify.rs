@@ -253,40 +253,16 @@ async fn run_async(opts: &NotifyOpts, rep: &Reporter) -> Result<()> {
         rt.shutdown().await;
     }
     let rt = runtime(&s2.db, true).await?;
-    let api = rt.admin();
-    let per_sender = opts.sends / opts.senders.max(1);
-    let mut tasks = Vec::new();
-    let load_start = Instant::now();
-    for w in 0..opts.senders {
-        let (api, entity, ep) = (api.clone(), s2.entity.clone(), s2.endpoints[w % s2.endpoints.len()].clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per_sender);
-            for i in 0..per_sender {
-                let t = Instant::now();
-                api.send_notification(SendRequest {
-                    entity_id: entity.clone(),
-                    channel: Some(Channel::Webhook),
-                    recipients: vec![ep.clone()],
-                    event_type: "bench.tick".into(),
-                    data: serde_json::json!({"sender": w, "i": i}),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("send failed: {e}"))?;
-                lat.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await??);
-    }
-    let enqueue_secs = load_start.elapsed().as_secs_f64();
+    let (lat, enqueue_secs) = time_sends(&rt.admin(), &s2, opts).await?;
     let delivered_meanwhile = count(&rt, NotificationStatus::Delivered).await?;
     rt.shutdown().await;
-    let lat = Latencies::from_durations(lat);
+    // the same sends with no outbox running: what the deliveries cost them
+    rep.progress("enqueue latency with no deliveries (peer)");
+    let rt = runtime(&s2.db, false).await?;
+    let (idle, _) = time_sends(&rt.admin(), &s2, opts).await?;
+    rt.shutdown().await;
     let p99 = lat.quantile_us(0.99) / 1000.0;
+    let idle_p99 = idle.quantile_us(0.99) / 1000.0;
     rep.emit(
         Measurement::new("notify", "enqueue_p50_ms", lat.quantile_us(0.5) / 1000.0, "ms")
             .with("senders", opts.senders as u64)
@@ -295,6 +271,10 @@ async fn run_async(opts: &NotifyOpts, rep: &Reporter) -> Result<()> {
             .with("delivered_meanwhile", delivered_meanwhile),
     );
     rep.emit(Measurement::new("notify", "enqueue_p99_ms", p99, "ms").target("<= 5 ms", p99 <= 5.0));
+    rep.emit(
+        Measurement::new("notify", "peer_enqueue_p99_ms_no_deliveries", idle_p99, "ms")
+            .with("p50_ms", idle.quantile_us(0.5) / 1000.0),
+    );
     rep.emit(Measurement::new(
         "notify",
         "deliveries_per_s_while_sending",
@@ -356,4 +336,38 @@ async fn run_async(opts: &NotifyOpts, rep: &Reporter) -> Result<()> {
         p.stop().await?;
     }
     Ok(())
+}
+
+/// `opts.sends` single-recipient sends from `opts.senders` concurrent senders: each
+/// one's latency, and how long they took together.
+async fn time_sends(api: &Api, s: &Setup, opts: &NotifyOpts) -> Result<(Latencies, f64)> {
+    let per_sender = opts.sends / opts.senders.max(1);
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for w in 0..opts.senders {
+        let (api, entity, ep) = (api.clone(), s.entity.clone(), s.endpoints[w % s.endpoints.len()].clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_sender);
+            for i in 0..per_sender {
+                let t = Instant::now();
+                api.send_notification(SendRequest {
+                    entity_id: entity.clone(),
+                    channel: Some(Channel::Webhook),
+                    recipients: vec![ep.clone()],
+                    event_type: "bench.tick".into(),
+                    data: serde_json::json!({"sender": w, "i": i}),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("send failed: {e}"))?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    Ok((Latencies::from_durations(lat), start.elapsed().as_secs_f64()))
 }
