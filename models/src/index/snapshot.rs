@@ -260,6 +260,9 @@ impl VectorIndex {
         }
         tmp.as_file().sync_all().map_err(werr)?;
         tmp.persist(path).map_err(|e| werr(e.error))?;
+        // the rename itself is durable only once the directory is synced
+        #[cfg(unix)]
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
         Ok(())
     }
 
