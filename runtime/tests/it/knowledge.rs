@@ -196,8 +196,15 @@ async fn the_index_survives_restarts_and_is_rebuilt_when_its_snapshot_is_bad() {
     assert!(snapshot.exists(), "a snapshot is written");
 
     let query = "how long do refunds take";
-    for damage in ["none", "corrupt", "missing"] {
+    for damage in ["none", "corrupt", "missing", "format-1"] {
         match damage {
+            // an earlier release's snapshot (format 1 kept no graph): rebuilt, not read
+            "format-1" => {
+                let mut bytes = std::fs::read(&snapshot).unwrap();
+                assert_eq!(&bytes[..8], b"HUDDLEIX");
+                bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+                std::fs::write(&snapshot, bytes).unwrap();
+            }
             "corrupt" => {
                 let mut bytes = std::fs::read(&snapshot).unwrap();
                 let n = bytes.len();
@@ -214,6 +221,8 @@ async fn the_index_survives_restarts_and_is_rebuilt_when_its_snapshot_is_bad() {
         assert_eq!(hits[0].item.document_id.as_deref(), Some(doc_id.as_str()), "after {damage}: {hits:?}");
         rt.shutdown().await;
         assert!(snapshot.exists(), "the snapshot is written again after {damage}");
+        let bytes = std::fs::read(&snapshot).unwrap();
+        assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 2, "rewritten in format 2 after {damage}");
     }
 
     // a snapshot that is stale (the database changed while the node was down) is rebuilt
