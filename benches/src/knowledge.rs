@@ -150,12 +150,18 @@ pub struct EmbedOpts {
     pub texts: usize,
     pub single_runs: usize,
     pub models_dir: Option<PathBuf>,
+    /// The encoder's precision; `None`: the best this CPU has (what huddle uses).
+    pub precision: Option<huddle_models::embed::Precision>,
 }
 
 pub fn run_embed(opts: &EmbedOpts, rep: &Reporter) -> Result<()> {
     const BENCH: &str = "embed";
     let dir = model_dir(opts.models_dir.as_deref())?;
-    let model = Embedder::load(&dir)?;
+    let model = match opts.precision {
+        Some(p) => Embedder::load_with_precision(&dir, p)?,
+        None => Embedder::load(&dir)?,
+    };
+    rep.progress(&format!("encoder precision: {:?}", model.precision()));
     let texts = corpus(opts.texts);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     model.embed(&refs[..64.min(refs.len())])?; // warm up
@@ -170,7 +176,9 @@ pub fn run_embed(opts: &EmbedOpts, rep: &Reporter) -> Result<()> {
             huddle32 = rate;
         }
         rep.emit(
-            Measurement::new(BENCH, format!("batch{batch}_texts_per_s"), rate, "texts/s").with("texts", texts.len()),
+            Measurement::new(BENCH, format!("batch{batch}_texts_per_s"), rate, "texts/s")
+                .with("texts", texts.len())
+                .with("precision", format!("{:?}", model.precision()).to_lowercase()),
         );
     }
     let mut lat = Vec::new();

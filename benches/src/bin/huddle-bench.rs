@@ -264,6 +264,10 @@ enum Cmd {
         /// Models directory [default: $HUDDLE_MODELS_DIR or ~/.cache/huddle/models].
         #[arg(long)]
         models_dir: Option<std::path::PathBuf>,
+        /// The encoder's arithmetic: auto (bf16 where the CPU multiplies bf16
+        /// natively, as huddle runs), bf16 or f32 (the path CPUs without AVX512_BF16 take).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "bf16", "f32"])]
+        precision: String,
     },
     /// The HNSW index against hnswlib and faiss on real MiniLM embeddings.
     Index {
@@ -350,9 +354,14 @@ fn main() -> Result<()> {
             rep.machine();
             speech::run(&SpeechOpts { models, streams, probe_streams, models_dir, aligned }, &rep)
         }
-        Cmd::Embed { texts, single_runs, models_dir } => {
+        Cmd::Embed { texts, single_runs, models_dir, precision } => {
             rep.machine();
-            knowledge::run_embed(&EmbedOpts { texts, single_runs, models_dir }, &rep)
+            let precision = match precision.as_str() {
+                "bf16" => Some(huddle_models::embed::Precision::Bf16),
+                "f32" => Some(huddle_models::embed::Precision::F32),
+                _ => None,
+            };
+            knowledge::run_embed(&EmbedOpts { texts, single_runs, models_dir, precision }, &rep)
         }
         Cmd::Index { n, queries, efs, models_dir } => {
             rep.machine();

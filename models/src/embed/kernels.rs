@@ -334,7 +334,11 @@ pub struct Linear {
 }
 
 enum Weights {
+    /// Row-major, multiplied by the `gemm` crate (CPUs without AVX2 and FMA).
     F32(Vec<f32>),
+    /// Packed for the AVX2/FMA f32 kernel.
+    #[cfg(target_arch = "x86_64")]
+    F32Packed(Vec<f32>),
     #[cfg(target_arch = "x86_64")]
     Bf16(Vec<u32>),
 }
@@ -348,11 +352,26 @@ impl std::fmt::Debug for Linear {
 impl Linear {
     /// `weights` is `n` rows of `k`; bf16 is used only where the CPU supports it.
     pub fn new(weights: Vec<f32>, bias: Vec<f32>, n: usize, k: usize, precision: Precision) -> Linear {
+        Linear::with_kernel(weights, bias, n, k, precision, true)
+    }
+
+    /// As [`Linear::new`]; `packed_f32: false` keeps f32 weights for `gemm` even where
+    /// the AVX2 kernel runs (to test that path).
+    fn with_kernel(
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+        n: usize,
+        k: usize,
+        precision: Precision,
+        packed_f32: bool,
+    ) -> Linear {
         assert_eq!(weights.len(), n * k, "linear weights are not {n} x {k}");
         assert_eq!(bias.len(), n, "linear bias is not {n} long");
         let weights = match precision {
             #[cfg(target_arch = "x86_64")]
             Precision::Bf16 if bf16_supported() => Weights::Bf16(bf16::pack(&weights, n, k)),
+            #[cfg(target_arch = "x86_64")]
+            _ if packed_f32 && avx2::supported() => Weights::F32Packed(avx2::pack(&weights, n, k)),
             _ => Weights::F32(weights),
         };
         Linear { n, k, bias, weights }
@@ -361,6 +380,8 @@ impl Linear {
     pub fn precision(&self) -> Precision {
         match self.weights {
             Weights::F32(_) => Precision::F32,
+            #[cfg(target_arch = "x86_64")]
+            Weights::F32Packed(_) => Precision::F32,
             #[cfg(target_arch = "x86_64")]
             Weights::Bf16(_) => Precision::Bf16,
         }
@@ -393,6 +414,9 @@ impl Linear {
             let residual = residual.map(|r| &r[first * n..(first + count) * n]);
             match &self.weights {
                 Weights::F32(w) => f32_rows(w, &self.bias, n, k, x, residual, out),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Weights::F32Packed` is only built when the CPU has AVX2 and FMA.
+                Weights::F32Packed(w) => unsafe { avx2::rows(w, &self.bias, n, k, x, residual, out) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `Weights::Bf16` is only built when the CPU supports the kernel.
                 Weights::Bf16(w) => unsafe { bf16::rows(w, &self.bias, n, k, x, residual, out) },
@@ -456,6 +480,114 @@ fn f32_rows(w: &[f32], bias: &[f32], n: usize, k: usize, x: &[f32], residual: Op
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+/// The AVX2/FMA f32 kernel: what CPUs without AVX512_BF16 (most laptops) run.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Output columns per panel: two ymm registers.
+    pub const NR: usize = 16;
+    /// Rows per microkernel call at most (6 x 2 accumulators, 2 for the panel, 1 for x).
+    pub const MR: usize = 6;
+
+    pub fn supported() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    /// `w` (`n x k`) in column panels of [`NR`]: for panel `p` and input `e`, the `NR`
+    /// floats at `(p * k + e) * NR` are `W[c][e]` for the panel's columns `c`; zero
+    /// beyond `n`.
+    pub fn pack(w: &[f32], n: usize, k: usize) -> Vec<f32> {
+        let panels = n.div_ceil(NR);
+        let mut out = vec![0f32; panels * k * NR];
+        for p in 0..panels {
+            for e in 0..k {
+                for c in 0..NR.min(n - p * NR) {
+                    out[(p * k + e) * NR + c] = w[(p * NR + c) * k + e];
+                }
+            }
+        }
+        out
+    }
+
+    /// Rows of `x` (`k` wide) times the packed weights, plus bias and residual, into `out`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA. `w` must come from [`pack`] with the same `n` and
+    /// `k` (checked), and the slices must hold whole rows (checked).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn rows(
+        w: &[f32],
+        bias: &[f32],
+        n: usize,
+        k: usize,
+        x: &[f32],
+        residual: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let m = x.len() / k;
+        assert!(w.len() == n.div_ceil(NR) * k * NR && bias.len() == n && x.len() == m * k && out.len() == m * n);
+        assert!(residual.is_none_or(|r| r.len() == m * n));
+        for p in 0..n.div_ceil(NR) {
+            let col = p * NR;
+            let panel = &w[p * k * NR..(p + 1) * k * NR];
+            let valid = (n - col).min(NR);
+            let mut r = 0;
+            while r < m {
+                let mr = (m - r).min(MR);
+                let x = &x[r * k..];
+                let acc = match mr {
+                    6 => tile::<6>(x, k, k, panel),
+                    5 => tile::<5>(x, k, k, panel),
+                    4 => tile::<4>(x, k, k, panel),
+                    3 => tile::<3>(x, k, k, panel),
+                    2 => tile::<2>(x, k, k, panel),
+                    _ => tile::<1>(x, k, k, panel),
+                };
+                for (i, row) in acc.iter().take(mr).enumerate() {
+                    let at = (r + i) * n + col;
+                    let dst = &mut out[at..at + valid];
+                    for (c, d) in dst.iter_mut().enumerate() {
+                        *d = row[c] + bias[col + c] + residual.map_or(0.0, |res| res[at + c]);
+                    }
+                }
+                r += mr;
+            }
+        }
+    }
+
+    /// `R` rows of `x` (from `x[0]`, `stride` apart, `kl` inputs each) times a packed
+    /// panel's `kl` inputs.
+    #[target_feature(enable = "avx2,fma")]
+    fn tile<const R: usize>(x: &[f32], stride: usize, kl: usize, panel: &[f32]) -> [[f32; NR]; MR] {
+        assert!(x.len() >= (R - 1) * stride + kl && panel.len() >= kl * NR);
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        let (xp, bp) = (x.as_ptr(), panel.as_ptr());
+        for e in 0..kl {
+            // SAFETY: e < kl, so the panel's NR floats for input e and each row's input e
+            // are inside the slices (asserted above).
+            unsafe {
+                let b0 = _mm256_loadu_ps(bp.add(e * NR));
+                let b1 = _mm256_loadu_ps(bp.add(e * NR + 8));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let a = _mm256_broadcast_ss(&*xp.add(i * stride + e));
+                    acc[0] = _mm256_fmadd_ps(a, b0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(a, b1, acc[1]);
+                }
+            }
+        }
+        let mut out = [[0f32; NR]; MR];
+        for (o, acc) in out.iter_mut().zip(&acc) {
+            // SAFETY: each row of `out` holds NR = 16 floats, two ymm stores.
+            unsafe {
+                _mm256_storeu_ps(o.as_mut_ptr(), acc[0]);
+                _mm256_storeu_ps(o.as_mut_ptr().add(8), acc[1]);
+            }
+        }
+        out
     }
 }
 
@@ -665,13 +797,17 @@ pub(crate) mod tests {
     }
 
     fn check_linear(precision: Precision) {
+        check_linear_with(precision, true);
+    }
+
+    fn check_linear_with(precision: Precision, packed_f32: bool) {
         let shapes = [(1, 16, 1), (5, 40, 7), (8, 48, 32), (13, 100, 64), (37, 384, 384), (300, 96, 33)];
         for (seed, &(m, n, k)) in shapes.iter().enumerate() {
             let w = random(n * k, seed as u64 * 3 + 1);
             let bias = random(n, seed as u64 * 3 + 2);
             let x = random(m * k, seed as u64 * 3 + 3);
             let residual = random(m * n, seed as u64 * 3 + 4);
-            let layer = Linear::new(w.clone(), bias.clone(), n, k, precision);
+            let layer = Linear::with_kernel(w.clone(), bias.clone(), n, k, precision, packed_f32);
             assert_eq!(layer.precision(), precision);
             // bf16 rounds both operands; the products are then exact in f32
             let (rw, rx) = match precision {
@@ -694,7 +830,9 @@ pub(crate) mod tests {
 
     #[test]
     fn f32_linear_matches_a_reference() {
+        // the AVX2/FMA kernel where the CPU has it, and `gemm`
         check_linear(Precision::F32);
+        check_linear_with(Precision::F32, false);
     }
 
     #[test]
