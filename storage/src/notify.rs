@@ -330,7 +330,13 @@ where
             }
             match q.execute(&mut *conn).await {
                 Ok(_) => {}
-                Err(e) if is_foreign_key_violation(&e) => return Err(not_found("entity", chunk[0].0)),
+                Err(e) if is_foreign_key_violation(&e) => {
+                    // the statement does not say which; name every entity it wrote for
+                    let mut entities: Vec<&str> = chunk.iter().map(|(e, _)| *e).collect();
+                    entities.sort_unstable();
+                    entities.dedup();
+                    return Err(not_found("entity", &entities.join(" or ")));
+                }
                 Err(e) if is_unique_violation(&e) => {
                     return Err(StorageError::AlreadyExists { what: "notification", value: chunk[0].1.id.clone() });
                 }
