@@ -14,13 +14,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use huddle_core::{Channel, DeliveryAttempt, Notification, now_ms};
 use huddle_storage::{DeliveryOutcome, DynStore, Next};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 use crate::notifier::{NotifierActor, NotifierArgs, NotifierMsg, notifier_name};
@@ -44,67 +43,20 @@ pub struct OutboxActor;
 /// burst of sends costs a few claims, not one each (every claim is a write
 /// transaction, and on SQLite the senders queue behind it).
 #[derive(Clone, Default)]
-pub struct OutboxWaker(Arc<WakerShared>);
-
-#[derive(Default)]
-struct WakerShared {
-    wake_queued: AtomicBool,
-    /// Sends whose outbox write is waiting or running.
-    writing: AtomicUsize,
-    /// Signalled when `writing` drops to 0.
-    idle: Notify,
-}
-
-/// Marks a send's outbox write as waiting or running (see [`OutboxWaker::writing`]).
-pub struct SendWriting(Arc<WakerShared>);
-
-impl Drop for SendWriting {
-    fn drop(&mut self) {
-        if self.0.writing.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
+pub struct OutboxWaker(Arc<AtomicBool>);
 
 impl OutboxWaker {
     /// Asks `outbox` to look for due notifications, unless a wake-up is already
     /// queued (that one's claim runs after this caller's write and sees it).
     pub fn wake(&self, outbox: &ActorRef<OutboxMsg>) {
-        if !self.0.wake_queued.swap(true, Ordering::AcqRel) && outbox.cast(OutboxMsg::Wake).is_err() {
-            self.0.wake_queued.store(false, Ordering::Release);
+        if !self.0.swap(true, Ordering::AcqRel) && outbox.cast(OutboxMsg::Wake).is_err() {
+            self.0.store(false, Ordering::Release);
         }
-    }
-
-    /// Held by a sender while its outbox write waits or runs: the outbox holds its
-    /// own writes back meanwhile (up to its `yield_to_senders`).
-    pub fn writing(&self) -> SendWriting {
-        self.0.writing.fetch_add(1, Ordering::AcqRel);
-        SendWriting(self.0.clone())
     }
 
     /// Called just before a claim: wake-ups from now on ask for another one.
     fn taken(&self) {
-        self.0.wake_queued.store(false, Ordering::Release);
-    }
-
-    /// Waits until no send is writing, or `max` has passed: false in that case
-    /// (senders are still writing).
-    async fn senders_done(&self, max: Duration) -> bool {
-        if max.is_zero() {
-            return true;
-        }
-        let deadline = tokio::time::Instant::now() + max;
-        loop {
-            let idle = self.0.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if self.0.writing.load(Ordering::Acquire) == 0 {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, idle).await.is_err() {
-                return false;
-            }
-        }
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -127,9 +79,10 @@ pub struct OutboxArgs {
     pub lease: Duration,
     /// Shared with the senders of this runtime (see [`OutboxWaker`]).
     pub waker: OutboxWaker,
-    /// How long a claim or a record waits for writing senders to finish at most
-    /// (zero: not at all). For a store with one writer (SQLite).
-    pub yield_to_senders: Duration,
+    /// How long a claim or a record waits at most for the writes requests are
+    /// waiting on (sends, room changes) on a store with one writer (SQLite); zero:
+    /// not at all. See `NotifyStore::yield_to_foreground_writes`.
+    pub yield_to_requests: Duration,
 }
 
 /// One finished attempt, as a notifier reports it.
@@ -252,10 +205,10 @@ impl OutboxState {
 
     async fn flush(&mut self) {
         self.flush_queued = false;
-        // Short transactions: the single SQLite writer is shared with senders, and
-        // shorter still when they are busy.
+        // Short transactions: the single SQLite writer is shared with requests, and
+        // shorter still while they are writing.
         while !self.outcomes.is_empty() {
-            let free = self.args.waker.senders_done(self.args.yield_to_senders).await;
+            let free = self.args.store.yield_to_foreground_writes(self.args.yield_to_requests).await;
             let n = self.outcomes.len().min(if free { RECORD_BATCH } else { RECORD_BATCH / 4 });
             if let Err(e) = self.args.store.record_deliveries(&self.outcomes[..n]).await {
                 warn!(error = %e, outcomes = self.outcomes.len(), "cannot record delivery outcomes; will retry");
@@ -286,8 +239,8 @@ impl OutboxState {
         if limit == 0 || (self.stats.in_flight > 0 && limit < low_water) || self.channels.is_empty() {
             return;
         }
-        // senders still writing after the wait: a small claim, a short write
-        let limit = match self.args.waker.senders_done(self.args.yield_to_senders).await {
+        // requests still writing after the wait: a small claim, a short write
+        let limit = match self.args.store.yield_to_foreground_writes(self.args.yield_to_requests).await {
             true => limit,
             false => limit.min(low_water),
         };
@@ -409,46 +362,5 @@ impl Actor for OutboxActor {
         // What was delivered but not yet recorded is recorded now if possible.
         state.flush().await;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LONG: Duration = Duration::from_secs(30);
-
-    #[tokio::test]
-    async fn the_outbox_waits_for_writing_senders_and_no_longer() {
-        let waker = OutboxWaker::default();
-        // nobody writing: no wait at all, however long the allowance
-        assert!(tokio::time::timeout(Duration::from_secs(5), waker.senders_done(LONG)).await.expect("waited"));
-
-        // a sender writing: the wait ends when it is done, not at the allowance
-        let writing = waker.writing();
-        let second = waker.writing();
-        let w = waker.clone();
-        let waiting = tokio::spawn(async move { w.senders_done(LONG).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "the outbox went ahead while two senders were writing");
-        drop(writing);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "the outbox went ahead while one sender was still writing");
-        drop(second);
-        tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("not woken when the senders finished")
-            .unwrap();
-
-        // a sender that never finishes holds the outbox back only for the allowance
-        let _stuck = waker.writing();
-        let done = tokio::time::timeout(Duration::from_secs(5), waker.senders_done(Duration::from_millis(20)))
-            .await
-            .expect("waited past the allowance");
-        assert!(!done, "a sender is still writing");
-        // and a zero allowance does not wait
-        assert!(
-            tokio::time::timeout(Duration::from_secs(5), waker.senders_done(Duration::ZERO)).await.expect("waited")
-        );
     }
 }

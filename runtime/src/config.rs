@@ -128,10 +128,11 @@ pub struct NotifyConfig {
     /// How often the outbox looks for due notifications without being woken, in milliseconds.
     pub poll_interval_ms: u64,
     /// SQLite only (it has one writer): how long the outbox holds each of its own
-    /// writes (claims, delivery records) back while send requests are writing, in
-    /// milliseconds, before it writes a quarter batch anyway; 0 never. Sends then
-    /// rarely queue behind delivery bookkeeping, and delivery goes on meanwhile.
-    pub yield_to_senders_ms: u64,
+    /// writes (claims, delivery records) back while writes that requests wait on
+    /// (sends, room changes, transcripts' knowledge items) are queued or running, in
+    /// milliseconds, before it writes a quarter batch anyway; 0 never. Those writes
+    /// then rarely queue behind delivery bookkeeping, and delivery goes on meanwhile.
+    pub yield_to_requests_ms: u64,
     /// After a secret rotation, how long the old secret still signs, in milliseconds.
     pub secret_overlap_ms: u64,
     /// Recipients per send request at most.
@@ -268,7 +269,7 @@ impl Default for NotifyConfig {
             max_in_flight: 256,
             claim_batch: 64,
             poll_interval_ms: 250,
-            yield_to_senders_ms: 1,
+            yield_to_requests_ms: 1,
             secret_overlap_ms: 24 * 3600 * 1000,
             max_recipients: 1_000,
             max_data_bytes: 256 * 1024,
@@ -591,8 +592,8 @@ impl Config {
         if n.timeout_ms == 0 || n.max_in_flight == 0 || n.claim_batch == 0 || n.poll_interval_ms == 0 {
             return invalid("notify.timeout_ms, max_in_flight, claim_batch and poll_interval_ms must be above 0");
         }
-        if n.yield_to_senders_ms > 1_000 {
-            return invalid("notify.yield_to_senders_ms must be at most 1000");
+        if n.yield_to_requests_ms > 1_000 {
+            return invalid("notify.yield_to_requests_ms must be at most 1000");
         }
         if !matches!(n.smtp.tls.as_str(), "none" | "starttls" | "tls") {
             return invalid("notify.smtp.tls must be `none`, `starttls` or `tls`");

@@ -181,12 +181,7 @@ pub(crate) fn outbox_args(
         // A claim outlives the longest attempt with room to record it.
         lease: timeout * 2 + Duration::from_secs(10),
         waker,
-        // only SQLite makes senders and the outbox take turns at one writer
-        yield_to_senders: if store.backend() == "sqlite" {
-            Duration::from_millis(config.yield_to_senders_ms)
-        } else {
-            Duration::ZERO
-        },
+        yield_to_requests: Duration::from_millis(config.yield_to_requests_ms),
     }))
 }
 
@@ -454,10 +449,11 @@ impl Api {
             })
             .collect();
         let request = EnqueueRequest { entity_id: req.entity_id.clone(), idempotency_key: req.idempotency_key, items };
-        // the outbox holds its own writes back while this one waits and runs
-        let writing = self.runtime().outbox_waker().writing();
+        // the write counts as one a request waits on from the moment it is queued for
+        // the group commit (the outbox's bookkeeping yields to it on SQLite)
+        let queued = self.runtime().store().foreground_write();
         let enqueued = self.runtime().enqueuer().enqueue(request).await?;
-        drop(writing);
+        drop(queued);
         if channel == Channel::Chat && !enqueued.duplicate {
             for r in &req.recipients {
                 self.runtime().chat_hub().notify(r);

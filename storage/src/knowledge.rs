@@ -248,6 +248,7 @@ where
     }
 
     pub async fn add_knowledge_items(&self, items: Vec<NewKnowledgeItem>) -> Result<Vec<u64>> {
+        let _fg = self.gate.foreground();
         let mut tx = self.begin_write().await?;
         let mut ids = Vec::with_capacity(items.len());
         for item in &items {

@@ -86,6 +86,7 @@ impl StorageError {
 }
 
 pub use notify::{DeliveryOutcome, EnqueueRequest, Enqueued, Next, NotificationFilter};
+pub use sql::ForegroundWrite;
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
@@ -274,6 +275,13 @@ pub trait NotifyStore: Send + Sync {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<Notification>>;
+    /// For housekeeping writes that can wait (the outbox's): waits until no write that
+    /// somebody is waiting on (a send, a room change) waits or runs, or `max` has
+    /// passed (false then). Immediate on a store with several writers (Postgres).
+    async fn yield_to_foreground_writes(&self, max: std::time::Duration) -> bool;
+    /// Marks a write somebody waits on as queued from now until the mark is dropped
+    /// (for a caller that queues writes itself, such as a group commit).
+    fn foreground_write(&self) -> ForegroundWrite;
     /// Records attempts and what follows them, in one transaction.
     async fn record_deliveries(&self, outcomes: &[DeliveryOutcome]) -> Result<()>;
     /// Makes what `node` had claimed due again now; returns how many.

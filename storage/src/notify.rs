@@ -229,6 +229,7 @@ where
     /// close, which is two round trips fewer to SQLite's writer for every sender
     /// waiting behind it.
     pub async fn enqueue_notification_batch(&self, requests: Vec<EnqueueRequest>) -> Result<Vec<Enqueued>> {
+        let _fg = self.gate.foreground();
         let fresh = |r: EnqueueRequest| Enqueued { ids: r.items.into_iter().map(|n| n.id).collect(), duplicate: false };
         let rows: usize = requests.iter().map(|r| r.items.len()).sum();
         if rows <= ROWS_PER_STATEMENT && requests.iter().all(|r| r.idempotency_key.is_none()) {

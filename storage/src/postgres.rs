@@ -72,7 +72,7 @@ impl PostgresStore {
             database = options.get_database().unwrap_or_default(),
             "opened postgres store"
         );
-        Ok(Self { sql: Sql::new(pool.clone(), pool) })
+        Ok(Self { sql: Sql::new(pool.clone(), pool, false) })
     }
 }
 

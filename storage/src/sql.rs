@@ -45,11 +45,78 @@ pub(crate) struct Sql<DB: Database> {
     /// sleeps of up to 100 ms let a waiting writer starve under load). On Postgres
     /// the same pool as reads.
     pub(crate) writer: Pool<DB>,
+    /// Which writes wait for which (see [`WriteGate`]).
+    pub(crate) gate: std::sync::Arc<WriteGate>,
 }
 
 impl<DB: Database> Clone for Sql<DB> {
     fn clone(&self) -> Self {
-        Self { pool: self.pool.clone(), writer: self.writer.clone() }
+        Self { pool: self.pool.clone(), writer: self.writer.clone(), gate: self.gate.clone() }
+    }
+}
+
+/// On a store with one writer (SQLite), writes somebody is waiting on (a send, a room
+/// change, a transcript's knowledge items) go before housekeeping that can wait (the
+/// outbox's claims and delivery records): such a write holds a [`Foreground`] mark
+/// while it waits for the writer and runs (a caller that queues writes of its own, as
+/// the send group commit does, holds one from the moment a write is queued), and
+/// housekeeping asks
+/// [`WriteGate::foreground_done`] before it starts. With several writers (Postgres)
+/// nothing waits.
+#[derive(Debug, Default)]
+pub(crate) struct WriteGate {
+    single_writer: bool,
+    writing: std::sync::atomic::AtomicUsize,
+    /// Signalled when `writing` drops to 0.
+    idle: tokio::sync::Notify,
+}
+
+/// A foreground write waiting or running, until dropped (see [`WriteGate`]).
+#[must_use = "the write counts as foreground only while this is held"]
+pub struct ForegroundWrite(Option<std::sync::Arc<WriteGate>>);
+
+impl Drop for ForegroundWrite {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if let Some(g) = &self.0
+            && g.writing.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            g.idle.notify_waiters();
+        }
+    }
+}
+
+impl WriteGate {
+    pub(crate) fn new(single_writer: bool) -> Self {
+        WriteGate { single_writer, ..Default::default() }
+    }
+
+    pub(crate) fn foreground(self: &std::sync::Arc<Self>) -> ForegroundWrite {
+        if !self.single_writer {
+            return ForegroundWrite(None);
+        }
+        self.writing.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ForegroundWrite(Some(self.clone()))
+    }
+
+    /// Waits until no foreground write waits or runs, or `max` has passed: false then.
+    pub(crate) async fn foreground_done(&self, max: std::time::Duration) -> bool {
+        use std::sync::atomic::Ordering;
+        if !self.single_writer || max.is_zero() {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.writing.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return false;
+            }
+        }
     }
 }
 
@@ -69,8 +136,10 @@ where
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    pub fn new(pool: Pool<DB>, writer: Pool<DB>) -> Self {
-        Self { pool, writer }
+    /// `single_writer`: writes queue for one connection (SQLite); foreground writes
+    /// then go first (see [`WriteGate`]).
+    pub fn new(pool: Pool<DB>, writer: Pool<DB>, single_writer: bool) -> Self {
+        Self { pool, writer, gate: std::sync::Arc::new(WriteGate::new(single_writer)) }
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, DB>> {
@@ -280,6 +349,7 @@ where
 
     pub async fn create_room(&self, room: Room, events: Vec<RoomEvent>) -> Result<Room> {
         check_new_room(&room, &events)?;
+        let _fg = self.gate.foreground();
         let mut tx = self.begin_write().await?;
         if !Self::entity_exists(&mut tx, &room.entity_id).await? {
             return Err(not_found("entity", &room.entity_id));
@@ -363,6 +433,7 @@ where
     pub async fn commit_room_change(&self, change: RoomChange) -> Result<()> {
         check_change(&change)?;
         let room = &change.room;
+        let _fg = self.gate.foreground();
         let mut tx = self.begin_write().await?;
         let updated: Option<String> = sqlx::query_scalar(
             "UPDATE rooms SET \
@@ -812,6 +883,13 @@ macro_rules! forward_store_traits {
             ) -> Result<Vec<huddle_core::Notification>> {
                 self.sql.claim_notifications(node, channels, now_ms, lease_ms, limit).await
             }
+            async fn yield_to_foreground_writes(&self, max: std::time::Duration) -> bool {
+                self.sql.gate.foreground_done(max).await
+            }
+
+            fn foreground_write(&self) -> crate::ForegroundWrite {
+                self.sql.gate.foreground()
+            }
             async fn record_deliveries(&self, outcomes: &[crate::DeliveryOutcome]) -> Result<()> {
                 self.sql.record_deliveries(outcomes).await
             }
@@ -882,6 +960,56 @@ pub(crate) use forward_store_traits;
 
 #[cfg(test)]
 mod tests {
+    use super::WriteGate;
+    use std::time::Duration;
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn housekeeping_waits_for_foreground_writes_and_no_longer() {
+        let gate = std::sync::Arc::new(WriteGate::new(true));
+        // nobody writing: no wait at all, however long the allowance
+        assert!(tokio::time::timeout(Duration::from_secs(5), gate.foreground_done(LONG)).await.expect("waited"));
+
+        // foreground writes running: the wait ends when they are done, not at the allowance
+        let g = gate.clone();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let (first_tx, first_done) = tokio::sync::oneshot::channel::<()>();
+        let (second_tx, second_done) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(async move {
+            let first = g.foreground();
+            let second = g.foreground();
+            started_tx.send(()).unwrap();
+            second_done.await.unwrap();
+            drop(second);
+            first_done.await.unwrap();
+            drop(first);
+        });
+        started.await.unwrap();
+        let g = gate.clone();
+        let waiting = tokio::spawn(async move { g.foreground_done(LONG).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "went ahead while two writes were running");
+        second_tx.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "went ahead while one write was still running");
+        first_tx.send(()).unwrap();
+        assert!(tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("not woken").unwrap());
+        writer.await.unwrap();
+
+        // a write that never finishes holds housekeeping back only for the allowance
+        let _stuck = gate.foreground();
+        let done = tokio::time::timeout(Duration::from_secs(5), gate.foreground_done(Duration::from_millis(20)))
+            .await
+            .expect("waited past the allowance");
+        assert!(!done, "a write is still running");
+        assert!(gate.foreground_done(Duration::ZERO).await, "a zero allowance does not wait");
+
+        // with several writers (Postgres) nothing is marked and nothing waits
+        let many = std::sync::Arc::new(WriteGate::new(false));
+        let _w = many.foreground();
+        assert!(many.foreground_done(LONG).await);
+    }
     use huddle_core::RoomStatus;
 
     use super::*;

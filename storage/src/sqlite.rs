@@ -71,7 +71,7 @@ impl SqliteStore {
             SqlitePoolOptions::new().test_before_acquire(false).max_connections(1).connect_with(options).await?
         };
         info!(url, "opened sqlite store");
-        Ok(Self { sql: Sql::new(pool, writer) })
+        Ok(Self { sql: Sql::new(pool, writer, true) })
     }
 }
 

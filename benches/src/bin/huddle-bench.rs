@@ -107,7 +107,7 @@ process, sharing the node's tokio scheduler).
   (Api::send_notification, in process) from --senders concurrent senders while
   the outbox delivers --deliveries others. Target p99 <= 5 ms. Also
   deliveries_per_s_while_sending: what the outbox delivered meanwhile (on
-  SQLite it holds its writes back for senders, notify.yield_to_senders_ms);
+  SQLite it holds its writes back for senders, notify.yield_to_requests_ms);
   and peer_enqueue_p99_ms_no_deliveries: the same sends again on the same
   database with no outbox running.
 - recovery_secs: --recovery notifications claimed by a node that then died;

@@ -117,7 +117,7 @@ fn bad_config_exits_2_with_a_clear_message() {
         Case { args: &["--database", "mysql://nope"], envs: &[], want: "database.url" },
         Case { args: &["--config", "missing.toml"], envs: &[], want: "missing.toml" },
         Case { args: &[], envs: &[("HUDDLE__ROOMS__WATCH_BUFFER", "0")], want: "watch_buffer" },
-        Case { args: &[], envs: &[("HUDDLE__NOTIFY__YIELD_TO_SENDERS_MS", "5000")], want: "yield_to_senders_ms" },
+        Case { args: &[], envs: &[("HUDDLE__NOTIFY__YIELD_TO_REQUESTS_MS", "5000")], want: "yield_to_requests_ms" },
     ];
     for Case { args, envs, want } in cases {
         let child = huddle(dir.path())
