@@ -15,7 +15,7 @@ use huddle_actors::room::{self, RoomMsg, RoomView};
 use huddle_actors::room_supervisor::{RoomSupervisorMsg, find_room};
 use huddle_actors::transcriber::{TranscriberMsg, find_transcriber};
 use huddle_actors::whisper_pool::WhisperPool;
-use huddle_core::limits::{MAX_INSTRUCTIONS_CHARS, MAX_NAME_CHARS, MAX_PARTICIPANTS_CEILING};
+use huddle_core::limits::MAX_NAME_CHARS;
 use huddle_core::{
     ApiKey, Department, Document, DocumentStatus, Entity, NewDepartment, NewEntity, NewParticipant, NewRoom,
     Participant, Room, RoomEvent, RoomStatus, TranscriptSegment, effective_instructions, new_id, now_ms,
@@ -34,6 +34,11 @@ use crate::auth::{Scope, generate_key};
 use crate::error::ApiError;
 use crate::knowledge::SearchHit;
 use crate::speech::AudioStream;
+
+pub mod validate;
+
+pub(crate) use validate::id as check_id;
+use validate::{instructions as check_instructions, max_participants as check_max_participants, name as check_name};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -99,57 +104,6 @@ fn hex_sha256(bytes: &[u8]) -> String {
 pub struct Api {
     rt: Runtime,
     scope: Scope,
-}
-
-fn check_name(field: &'static str, value: &str) -> Result<()> {
-    if value.trim().is_empty() {
-        return Err(ApiError::invalid(field, "must not be empty"));
-    }
-    if value.chars().count() > MAX_NAME_CHARS {
-        return Err(ApiError::invalid(field, format!("must be at most {MAX_NAME_CHARS} characters")));
-    }
-    Ok(())
-}
-
-fn check_instructions(field: &'static str, value: &str) -> Result<()> {
-    let n = value.chars().count();
-    if n > MAX_INSTRUCTIONS_CHARS {
-        return Err(ApiError::invalid(field, format!("must be at most {MAX_INSTRUCTIONS_CHARS} characters (got {n})")));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_id(field: &'static str, value: &str) -> Result<()> {
-    if value.is_empty() {
-        return Err(ApiError::invalid(field, "is required"));
-    }
-    if value.len() > 64 || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(ApiError::invalid(field, "is not a valid id"));
-    }
-    Ok(())
-}
-
-fn check_max_participants(field: &'static str, n: u32, allow_zero: bool) -> Result<()> {
-    if (n == 0 && !allow_zero) || n > MAX_PARTICIPANTS_CEILING {
-        let low = if allow_zero { 0 } else { 1 };
-        return Err(ApiError::invalid(field, format!("must be between {low} and {MAX_PARTICIPANTS_CEILING}")));
-    }
-    Ok(())
-}
-
-fn check_optional_contact(field: &'static str, value: &Option<String>) -> Result<()> {
-    if let Some(v) = value {
-        if v.len() > 320 {
-            return Err(ApiError::invalid(field, "must be at most 320 characters"));
-        }
-        if field == "email" && !v.contains('@') {
-            return Err(ApiError::invalid(field, "is not an email address"));
-        }
-        if field == "phone" && !v.chars().all(|c| c.is_ascii_digit() || "+-() ".contains(c)) {
-            return Err(ApiError::invalid(field, "may hold only digits, spaces and + - ( )"));
-        }
-    }
-    Ok(())
 }
 
 /// What a failed or refused room call means for the caller.
@@ -317,6 +271,7 @@ impl Api {
         check_name("title", &new.title)?;
         check_instructions("custom_instructions", &new.custom_instructions)?;
         check_max_participants("max_participants", new.max_participants, true)?;
+        validate::scheduled_for("scheduled_for", new.scheduled_for_ms, now_ms())?;
         if new.max_participants > entity.max_participants {
             return Err(ApiError::invalid(
                 "max_participants",
@@ -464,8 +419,8 @@ impl Api {
         if room.livekit_room.is_some() && !new.identity.is_empty() {
             crate::livekit::check_livekit_name("identity", &new.identity)?;
         }
-        check_optional_contact("email", &new.email)?;
-        check_optional_contact("phone", &new.phone)?;
+        validate::optional_email("email", &new.email)?;
+        validate::optional_phone("phone", &new.phone)?;
         if new.identity.len() > MAX_NAME_CHARS {
             return Err(ApiError::invalid("identity", format!("must be at most {MAX_NAME_CHARS} characters")));
         }

@@ -154,7 +154,7 @@ pub struct NotifyConfig {
 /// Room lifecycle routing: each switch turns a kind of room event into
 /// notifications, to the participants' email addresses and phone numbers (by the
 /// channels this node has configured) or to the entity's webhook endpoints.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoomNotifyConfig {
     /// A participant added with an email or phone gets `room_invitation` (email with
@@ -168,6 +168,22 @@ pub struct RoomNotifyConfig {
     /// Every room event goes to the entity's endpoints that take `room.<event>`
     /// (`room.created`, `room.participant_joined`, ...).
     pub webhooks: bool,
+    /// After a restart (or a crash of the router), events committed but not yet
+    /// routed are routed from the rooms' event logs, if they are at most this old
+    /// (default one hour); older ones are passed over with a warning.
+    pub replay_window_ms: u64,
+}
+
+impl Default for RoomNotifyConfig {
+    fn default() -> Self {
+        RoomNotifyConfig {
+            invitations: false,
+            cancellations: false,
+            summaries: false,
+            webhooks: false,
+            replay_window_ms: 3_600_000,
+        }
+    }
 }
 
 /// One sender of inbound webhooks (`[[notify.inbound]]` in huddle.toml).

@@ -227,19 +227,11 @@ fn check_header(name: &str, value: &str) -> Result<()> {
 }
 
 fn check_email(addr: &str) -> Result<()> {
-    let ok = addr.len() <= 320
-        && !addr.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
-        && matches!(addr.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'));
-    if ok { Ok(()) } else { Err(ApiError::invalid("recipients", format!("`{addr}` is not an email address"))) }
+    crate::api::validate::email("recipients", addr)
 }
 
 fn check_phone(number: &str) -> Result<()> {
-    let digits = number.strip_prefix('+').unwrap_or("");
-    if (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0') {
-        Ok(())
-    } else {
-        Err(ApiError::invalid("recipients", format!("`{number}` is not an E.164 phone number (+ and 8-15 digits)")))
-    }
+    crate::api::validate::phone("recipients", number)
 }
 
 fn check_chat_channel(name: &str) -> Result<()> {
@@ -299,6 +291,7 @@ impl Api {
             ));
         }
         let now = now_ms();
+        crate::api::validate::scheduled_for("scheduled_for", req.scheduled_for_ms, now)?;
         let due = req.scheduled_for_ms.map_or(now, |t| t.max(now));
         let mut req = req;
         if let Some(name) = req.template.clone() {

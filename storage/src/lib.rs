@@ -312,6 +312,13 @@ pub trait NotifyStore: Send + Sync {
     async fn rotate_endpoint_secret(&self, id: &str, secret: &str, overlap_until_ms: Millis)
     -> Result<WebhookEndpoint>;
     async fn set_preference(&self, preference: Preference) -> Result<Preference>;
+    /// Rooms whose event log has events after their routing cursor, with that
+    /// cursor (0 for a room never routed): every open room, and those that ended
+    /// at or after `ended_since_ms`. For the room router's resume after a restart.
+    async fn list_unrouted_rooms(&self, ended_since_ms: Millis) -> Result<Vec<(String, u64)>>;
+    /// Moves rooms' routing cursors forward (a lower seq than the stored one
+    /// changes nothing); `NotFound` for an unknown room, and then nothing is written.
+    async fn advance_routed_seqs(&self, cursors: &[(String, u64)]) -> Result<()>;
 }
 
 /// Everything huddle persists, behind one handle.

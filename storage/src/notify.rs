@@ -779,6 +779,52 @@ where
         self.get_endpoint(id).await
     }
 
+    /// Rooms with events after their routing cursor, with that cursor (0 when the
+    /// room was never routed): every open room, and those that ended at or after
+    /// `ended_since_ms`. Oldest room first.
+    pub async fn list_unrouted_rooms(&self, ended_since_ms: Millis) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT r.id, COALESCE(c.routed_seq, 0) FROM rooms r LEFT JOIN room_routing c ON c.room_id = r.id \
+             WHERE r.event_seq > COALESCE(c.routed_seq, 0) AND (r.ended_at_ms IS NULL OR r.ended_at_ms >= $1) \
+             ORDER BY r.created_at_ms, r.id",
+        )
+        .bind(ended_since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, seq)| (id, seq.max(0) as u64)).collect())
+    }
+
+    /// Moves rooms' routing cursors forward (never back): `(room_id, seq)` pairs,
+    /// in one transaction.
+    pub async fn advance_routed_seqs(&self, cursors: &[(String, u64)]) -> Result<()> {
+        if cursors.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (room_id, seq) in cursors {
+            let seq = i64::try_from(*seq).map_err(|_| StorageError::Corrupt {
+                column: "room_routing.routed_seq",
+                message: format!("{seq} is out of range"),
+            })?;
+            let result = sqlx::query(
+                "INSERT INTO room_routing (room_id, routed_seq) VALUES ($1, $2) ON CONFLICT (room_id) \
+                 DO UPDATE SET routed_seq = CASE WHEN excluded.routed_seq > room_routing.routed_seq \
+                 THEN excluded.routed_seq ELSE room_routing.routed_seq END",
+            )
+            .bind(room_id.as_str())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if is_foreign_key_violation(&e) => return Err(not_found("room", room_id)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn set_preference(&self, p: Preference) -> Result<Preference> {
         let result = sqlx::query(
             "INSERT INTO notification_preferences (entity_id, recipient, channel, opted_out, updated_at_ms) \

@@ -947,6 +947,12 @@ macro_rules! forward_store_traits {
             async fn set_preference(&self, p: huddle_core::Preference) -> Result<huddle_core::Preference> {
                 self.sql.set_preference(p).await
             }
+            async fn list_unrouted_rooms(&self, ended_since_ms: i64) -> Result<Vec<(String, u64)>> {
+                self.sql.list_unrouted_rooms(ended_since_ms).await
+            }
+            async fn advance_routed_seqs(&self, cursors: &[(String, u64)]) -> Result<()> {
+                self.sql.advance_routed_seqs(cursors).await
+            }
         }
 
         impl Store for $store {

@@ -518,3 +518,123 @@ async fn two_nodes_share_a_postgres_outbox_and_deliver_each_notification_once() 
     a.shutdown().await;
     b.shutdown().await;
 }
+
+fn routing_config(rooms: huddle_runtime::RoomNotifyConfig) -> NotifyConfig {
+    NotifyConfig { rooms, ..fast_config() }
+}
+
+/// Room events committed while nothing routed them (the router was off, or the
+/// node died between the commit and the routing) are routed from the event log at
+/// the next start, once: the stored cursor means a third start sends nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrouted_room_events_are_routed_from_the_log_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("it.db").display());
+    let (rx, base) = receiver().await;
+
+    // Node 1 routes nothing: its events stay unrouted.
+    let rt = Runtime::builder().database_url(url.clone()).notify(fast_config()).build().await.unwrap();
+    let api = rt.admin();
+    let e = entity(&api, "Acme", None).await;
+    api.create_endpoint(NewEndpoint {
+        entity_id: e.id.clone(),
+        url: format!("{base}/rooms"),
+        event_types: vec!["room.participant_joined".into(), "room.completed".into()],
+        headers: vec![],
+    })
+    .await
+    .unwrap();
+    let room = crate::common::room(&api, &e.id).await;
+    let id = room.view.room.id.clone();
+    api.start_room(&id).await.unwrap();
+    api.join_room(&id, crate::common::human("Ada")).await.unwrap();
+    api.end_room(&id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.count("rooms"), 0, "node 1 does not route room events");
+    let unrouted = rt.store().list_unrouted_rooms(0).await.unwrap();
+    assert_eq!(unrouted, vec![(id.clone(), 0)], "the room's log is unrouted from its start");
+    rt.shutdown().await;
+
+    // Node 2 routes room webhooks: it finds the room's unrouted events in the log.
+    let rooms = huddle_runtime::RoomNotifyConfig { webhooks: true, ..Default::default() };
+    let rt = Runtime::builder().database_url(url.clone()).notify(routing_config(rooms.clone())).build().await.unwrap();
+    crate::common::eventually("the two room webhooks", || async { rx.count("rooms") >= 2 }).await;
+    crate::common::eventually("the cursor stored", || async {
+        rt.store().list_unrouted_rooms(0).await.unwrap().is_empty()
+    })
+    .await;
+    let types: Vec<String> = rx
+        .requests("rooms")
+        .iter()
+        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types, ["room.participant_joined", "room.completed"]);
+    rt.shutdown().await;
+
+    // Node 3: nothing is left to route, and nothing is sent again.
+    let rt = Runtime::builder().database_url(url).notify(routing_config(rooms)).build().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.count("rooms"), 2, "a routed event is not routed again");
+    let sent = rt.admin().list_notifications(Default::default(), Default::default()).await.unwrap();
+    assert_eq!(sent.items.iter().filter(|n| n.channel == Channel::Webhook).count(), 2);
+    rt.shutdown().await;
+}
+
+/// A participant who cannot be notified (here an address stored before the
+/// contact rule was one rule) is passed over; everyone after them is notified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_contact_does_not_stop_the_others_notices() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("it.db").display());
+    let mut config = routing_config(huddle_runtime::RoomNotifyConfig { cancellations: true, ..Default::default() });
+    config.smtp.host = Some("127.0.0.1".into());
+    config.smtp.port = 9;
+    config.smtp.tls = "none".into();
+
+    let rt = Runtime::builder().database_url(url.clone()).notify(fast_config()).build().await.unwrap();
+    let api = rt.admin();
+    let e = entity(&api, "Acme", None).await;
+    let room = crate::common::room(&api, &e.id).await;
+    let id = room.view.room.id.clone();
+    let mut ada = crate::common::human("Ada");
+    ada.email = Some("ada@example.com".into());
+    let mut bob = crate::common::human("Bob");
+    bob.email = Some("bob@example.com".into());
+    let ada = api.join_room(&id, ada).await.unwrap();
+    api.join_room(&id, bob).await.unwrap();
+    rt.shutdown().await;
+
+    // Ada's address as an older release stored it: no dotted domain.
+    let store = huddle_storage::open(&url).await.unwrap();
+    let stored = store.get_room(&id).await.unwrap();
+    let mut bad = ada.clone();
+    bad.email = Some("ada@localhost".into());
+    store
+        .commit_room_change(huddle_storage::RoomChange {
+            expected_seq: stored.event_seq,
+            room: stored,
+            participants: vec![bad],
+            events: vec![],
+            segments: vec![],
+        })
+        .await
+        .unwrap();
+    drop(store);
+
+    let rt = Runtime::builder().database_url(url).notify(config).build().await.unwrap();
+    let api = rt.admin();
+    api.cancel_room(&id, "no quorum").await.unwrap();
+    let to = |who: &'static str| {
+        let api = api.clone();
+        async move {
+            let filter = huddle_storage::NotificationFilter { recipient: Some(who.into()), ..Default::default() };
+            api.list_notifications(filter, Default::default()).await.unwrap().items
+        }
+    };
+    crate::common::eventually("Bob's cancellation", || async { !to("bob@example.com").await.is_empty() }).await;
+    let bobs = to("bob@example.com").await;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].content.event_type, "room_cancelled");
+    assert!(to("ada@localhost").await.is_empty(), "the bad address gets nothing");
+    rt.shutdown().await;
+}

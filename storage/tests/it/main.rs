@@ -58,6 +58,7 @@ conformance!(
     participants_upsert,
     events_ordering_and_limits,
     open_room_ids,
+    room_routing_cursors,
     transcript_segments_round_trip_and_page,
     knowledge_documents_and_items,
     corrupt_values_are_errors,

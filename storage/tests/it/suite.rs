@@ -785,6 +785,46 @@ pub async fn open_room_ids(db: &TestDb) {
     assert!(!open.contains(&"a2".to_string()));
 }
 
+pub async fn room_routing_cursors(db: &TestDb) {
+    let store = db.store();
+    assert!(store.list_unrouted_rooms(0).await.unwrap().is_empty());
+    room_fixture(db).await;
+    // Every room has its `created` event unrouted.
+    let unrouted = store.list_unrouted_rooms(0).await.unwrap();
+    assert_eq!(unrouted.len(), 7, "{unrouted:?}");
+    assert!(unrouted.iter().all(|(_, seq)| *seq == 0));
+
+    // Cursors move forward, never back, and only for the rooms named.
+    store.advance_routed_seqs(&[("a1".into(), 1), ("a2".into(), 1)]).await.unwrap();
+    store.advance_routed_seqs(&[("a1".into(), 0)]).await.unwrap();
+    let left: BTreeSet<String> = store.list_unrouted_rooms(0).await.unwrap().into_iter().map(|r| r.0).collect();
+    assert!(!left.contains("a1") && !left.contains("a2") && left.len() == 5, "{left:?}");
+
+    // A new event makes a room unrouted again, from its cursor.
+    let a1 = store.get_room("a1").await.unwrap();
+    store.commit_room_change(change(&a1, |_| {}, vec![], &["participant_joined"])).await.unwrap();
+    let unrouted = store.list_unrouted_rooms(0).await.unwrap();
+    assert!(unrouted.contains(&("a1".to_string(), 1)), "{unrouted:?}");
+
+    // An ended room drops out once it ended before the window's start.
+    let a1 = store.get_room("a1").await.unwrap();
+    let ended_at = now_ms();
+    let done = change(&a1, |room| {
+        room.status = RoomStatus::Completed;
+        room.ended_at_ms = Some(ended_at);
+    }, vec![], &["completed"]);
+    store.commit_room_change(done).await.unwrap();
+    assert!(store.list_unrouted_rooms(ended_at).await.unwrap().iter().any(|r| r.0 == "a1"));
+    assert!(!store.list_unrouted_rooms(ended_at + 1).await.unwrap().iter().any(|r| r.0 == "a1"));
+
+    // An unknown room is NotFound, and the batch writes nothing.
+    assert_err!(
+        store.advance_routed_seqs(&[("b1".into(), 1), ("nope".into(), 1)]).await,
+        StorageError::NotFound { .. }
+    );
+    assert!(store.list_unrouted_rooms(0).await.unwrap().iter().any(|r| r.0 == "b1"), "b1 is still unrouted");
+}
+
 pub async fn corrupt_values_are_errors(db: &TestDb) {
     let store = db.store();
     let acme = entity(store, "Acme").await;
