@@ -583,7 +583,9 @@ impl Config {
             return invalid("livekit.agent_identity must not be empty and livekit.token_ttl_secs must be above 0");
         }
         if lk.agent_identity.starts_with("p_") {
-            return invalid("livekit.agent_identity must not start with `p_`: huddle gives participants such identities");
+            return invalid(
+                "livekit.agent_identity must not start with `p_`: huddle gives participants such identities",
+            );
         }
         if let Err(e) = lk.tls() {
             return invalid(&e);

@@ -358,12 +358,7 @@ pub async fn apply_webhook(rt: &Runtime, event: lk::WebhookEvent) -> Result<Appl
 /// name's latest room, if it is in no session yet and was created before the
 /// event (so a late event of an earlier session never reaches a newer room),
 /// which is then pinned to this session.
-async fn session_room(
-    rt: &Runtime,
-    name: &str,
-    sid: &str,
-    created_at: i64,
-) -> Result<Result<Room, String>, ApiError> {
+async fn session_room(rt: &Runtime, name: &str, sid: &str, created_at: i64) -> Result<Result<Room, String>, ApiError> {
     let store = rt.store();
     if !sid.is_empty()
         && let Some(room) = store.find_livekit_session(name, sid).await?

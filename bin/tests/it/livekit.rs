@@ -153,8 +153,7 @@ fn livekit_api_python_webhooks_drive_the_bound_room() {
 
     // another entity cannot bind a LiveKit room name that is taken, even after its room ended
     let other = node.cli(&["entity", "create", "--name", "Globex", "--json"]).json();
-    let taken = node.cli(&[
-        "room", "create", "--entity", s(&other, "id"), "--title", "Mine", "--livekit-room", "py-standup",
-    ]);
+    let taken =
+        node.cli(&["room", "create", "--entity", s(&other, "id"), "--title", "Mine", "--livekit-room", "py-standup"]);
     assert!(!taken.status.success() && taken.stderr.contains("another entity"), "{}", taken.stderr);
 }

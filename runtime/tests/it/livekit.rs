@@ -446,9 +446,8 @@ async fn livekit_the_agents_join_pins_the_room_to_its_session() {
     let api = rt.admin();
     let acme = crate::common::entity(&api, "Acme", None).await;
     let id = started_with_agent(&api, &server, &acme.id, "pinned").await;
-    let (ada, _) = huddle_actors::livekit::SignalClient::connect(server.url(), &server.token("pinned", "ada"))
-        .await
-        .unwrap();
+    let (ada, _) =
+        huddle_actors::livekit::SignalClient::connect(server.url(), &server.token("pinned", "ada")).await.unwrap();
     let sid = ada.join_response().room.as_ref().unwrap().sid.clone();
     assert!(!sid.is_empty());
     crate::common::eventually("the room is pinned to the agent's session", || async {
