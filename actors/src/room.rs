@@ -405,17 +405,16 @@ impl RoomState {
         if self.present().count() as u64 >= u64::from(cap) {
             return Err(RoomError::Full { cap });
         }
-        let identity = if new.identity.is_empty() {
-            format!("{}-{}", new.kind.as_str().to_ascii_lowercase(), &new_id()[24..])
-        } else {
-            new.identity
-        };
+        let id = new_id();
+        // Without an identity of their own a participant's is `p_<participant id>`
+        // (in rooms bound to LiveKit it always is: the API refuses chosen ones).
+        let identity = if new.identity.is_empty() { format!("p_{id}") } else { new.identity };
         if self.present().any(|p| p.identity == identity) {
             return Err(RoomError::AlreadyJoined { identity });
         }
         let at = now_ms();
         let p = Participant {
-            id: new_id(),
+            id,
             room_id: self.room.id.clone(),
             kind: new.kind,
             display_name: new.display_name,

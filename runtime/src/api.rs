@@ -409,25 +409,23 @@ impl Api {
 
     /// Joins like [`Api::join_room`]; for a room bound to a LiveKit room it
     /// also returns the participant's LiveKit access (token and URL).
+    ///
+    /// In a room bound to a LiveKit room huddle assigns the identity
+    /// (`p_<participant id>`, the token's identity): a caller-supplied one is
+    /// refused, so nobody can take the agent's or another participant's.
     pub async fn join_room_with_access(
         &self,
         id: &str,
         new: NewParticipant,
     ) -> Result<(Participant, Option<LiveKitAccess>)> {
         let room = self.visible_room(id).await?;
-        check_name("display_name", &new.display_name)?;
         if room.livekit_room.is_some() && !new.identity.is_empty() {
-            crate::livekit::check_livekit_name("identity", &new.identity)?;
+            return Err(ApiError::invalid(
+                "identity",
+                "is assigned by huddle in a room bound to a LiveKit room: leave it empty",
+            ));
         }
-        validate::optional_email("email", &new.email)?;
-        validate::optional_phone("phone", &new.phone)?;
-        if new.identity.len() > MAX_NAME_CHARS {
-            return Err(ApiError::invalid("identity", format!("must be at most {MAX_NAME_CHARS} characters")));
-        }
-        let p = match self.call_room(id, false, move |reply| RoomMsg::Join { participant: new.clone(), reply }).await? {
-            Delivery::Done(p) => p,
-            Delivery::Ended(room) => return Err(RoomError::Ended { status: room.status }.into()),
-        };
+        let p = self.join_checked(&room, new).await?;
         let access = match (&room.livekit_room, self.rt.livekit()) {
             (Some(name), Some(lk)) => Some(LiveKitAccess {
                 token: lk.participant_token(name, &p.identity, &p.display_name, None)?,
@@ -436,6 +434,29 @@ impl Api {
             _ => None,
         };
         Ok((p, access))
+    }
+
+    /// A participant LiveKit reports in a bound room (a webhook, or heard by the
+    /// agent) joins with their LiveKit identity.
+    pub(crate) async fn join_from_livekit(&self, id: &str, new: NewParticipant) -> Result<Participant> {
+        let room = self.visible_room(id).await?;
+        if room.livekit_room.is_some() {
+            crate::livekit::check_livekit_name("identity", &new.identity)?;
+        }
+        self.join_checked(&room, new).await
+    }
+
+    async fn join_checked(&self, room: &Room, new: NewParticipant) -> Result<Participant> {
+        check_name("display_name", &new.display_name)?;
+        validate::optional_email("email", &new.email)?;
+        validate::optional_phone("phone", &new.phone)?;
+        if new.identity.len() > MAX_NAME_CHARS {
+            return Err(ApiError::invalid("identity", format!("must be at most {MAX_NAME_CHARS} characters")));
+        }
+        match self.call_room(&room.id, false, move |reply| RoomMsg::Join { participant: new.clone(), reply }).await? {
+            Delivery::Done(p) => Ok(p),
+            Delivery::Ended(room) => Err(RoomError::Ended { status: room.status }.into()),
+        }
     }
 
     /// Recordings of a room (LiveKit egress), oldest first.

@@ -598,6 +598,11 @@ impl Config {
         if lk.agent_identity.trim().is_empty() || lk.token_ttl_secs == 0 {
             return invalid("livekit.agent_identity must not be empty and livekit.token_ttl_secs must be above 0");
         }
+        if lk.agent_identity.starts_with("p_") {
+            return invalid(
+                "livekit.agent_identity must not start with `p_`: huddle gives participants such identities",
+            );
+        }
         if let Err(e) = lk.tls() {
             return invalid(&e);
         }

@@ -47,6 +47,7 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::NotFound { what, id } => ApiError::NotFound { what, id },
             StorageError::AlreadyExists { what, value } => ApiError::AlreadyExists { what, value },
+            e @ StorageError::Claimed { .. } => ApiError::PermissionDenied(e.to_string()),
             StorageError::Precondition(m) => ApiError::FailedPrecondition(m),
             StorageError::InvalidPageToken => ApiError::invalid("page_token", "not a token this server issued"),
             StorageError::Conflict { room_id, .. } => {

@@ -194,6 +194,11 @@ impl LiveKit {
     ) -> Result<String, ApiError> {
         check_livekit_name("room", room)?;
         check_livekit_name("identity", identity)?;
+        if identity == self.agent_identity {
+            return Err(ApiError::PermissionDenied(format!(
+                "identity `{identity}` is reserved for huddle's agent (livekit.agent_identity): choose another"
+            )));
+        }
         self.sign(identity, name, room_grants(room), ttl.unwrap_or(self.token_ttl))
     }
 
@@ -276,17 +281,14 @@ pub(crate) async fn resume_presence(rt: &Runtime) -> Result<usize, ApiError> {
 /// Transient failures (storage, a restarting room) are errors, so that the
 /// HTTP answer makes LiveKit retry; everything else is [`Applied`].
 pub async fn apply_webhook(rt: &Runtime, event: lk::WebhookEvent) -> Result<Applied, ApiError> {
-    let name = match (&event.room, &event.egress_info) {
-        (Some(r), _) if !r.name.is_empty() => r.name.clone(),
-        (_, Some(e)) if !e.room_name.is_empty() => e.room_name.clone(),
+    let (name, sid) = match (&event.room, &event.egress_info) {
+        (Some(r), _) if !r.name.is_empty() => (r.name.clone(), r.sid.clone()),
+        (_, Some(e)) if !e.room_name.is_empty() => (e.room_name.clone(), e.room_id.clone()),
         _ => return Ok(Applied::Ignored(format!("`{}` names no room", event.event))),
     };
-    let room = match rt.store().find_livekit_room(&name).await {
+    let room = match session_room(rt, &name, &sid, event.created_at).await? {
         Ok(room) => room,
-        Err(StorageError::NotFound { .. }) => {
-            return Ok(Applied::Ignored(format!("no room is bound to LiveKit room `{name}`")));
-        }
-        Err(e) => return Err(e.into()),
+        Err(why) => return Ok(Applied::Ignored(why)),
     };
     let api = rt.admin();
     match event.event.as_str() {
@@ -319,7 +321,7 @@ pub async fn apply_webhook(rt: &Runtime, event: lk::WebhookEvent) -> Result<Appl
                 phone: None,
                 identity: p.identity.clone(),
             };
-            match api.join_room(&room.id, new).await {
+            match api.join_from_livekit(&room.id, new).await {
                 Ok(joined) => Ok(Applied::Done(format!("{} joined room {} as {}", p.identity, room.id, joined.id))),
                 Err(ApiError::AlreadyExists { .. }) => {
                     Ok(Applied::Ignored(format!("{} is already in room {}", p.identity, room.id)))
@@ -348,6 +350,40 @@ pub async fn apply_webhook(rt: &Runtime, event: lk::WebhookEvent) -> Result<Appl
         }
         other => Ok(Applied::Ignored(format!("event `{other}` is not used"))),
     }
+}
+
+/// The room a webhook about LiveKit room `name`, session `sid`, created at
+/// `created_at` (Unix seconds) is about, or why there is none. Only rooms of the
+/// entity that owns the name count. A room in that session is the one; else the
+/// name's latest room, if it is in no session yet and was created before the
+/// event (so a late event of an earlier session never reaches a newer room),
+/// which is then pinned to this session.
+async fn session_room(rt: &Runtime, name: &str, sid: &str, created_at: i64) -> Result<Result<Room, String>, ApiError> {
+    let store = rt.store();
+    if !sid.is_empty()
+        && let Some(room) = store.find_livekit_session(name, sid).await?
+    {
+        return Ok(Ok(room));
+    }
+    let room = match store.find_livekit_room(name).await {
+        Ok(room) => room,
+        Err(StorageError::NotFound { .. }) => return Ok(Err(format!("no room is bound to LiveKit room `{name}`"))),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(current) = store.livekit_sid(&room.id).await? {
+        return Ok(Err(format!("room {} is in LiveKit session {current}, not `{sid}`", room.id)));
+    }
+    if created_at.saturating_mul(1000).saturating_add(999) < room.created_at_ms {
+        return Ok(Err(format!("the event (at {created_at} s) is older than room {}", room.id)));
+    }
+    if !sid.is_empty() && !room.status.is_terminal() {
+        let pinned = store.set_livekit_sid(&room.id, sid, false).await?;
+        if pinned != sid {
+            return Ok(Err(format!("room {} is in LiveKit session {pinned}, not `{sid}`", room.id)));
+        }
+        tracing::info!(room_id = %room.id, livekit_room = %name, sid = %sid, "room pinned to its LiveKit session");
+    }
+    Ok(Ok(room))
 }
 
 /// Starts a SCHEDULED room; an ACTIVE one stays as it is.

@@ -50,6 +50,10 @@ pub enum StorageError {
     NotFound { what: &'static str, id: String },
     #[error("{what} `{value}` already exists")]
     AlreadyExists { what: &'static str, value: String },
+    /// The name is another entity's for ever (a LiveKit room name); the owner is
+    /// not named.
+    #[error("{what} `{value}` belongs to another entity: choose another name")]
+    Claimed { what: &'static str, value: String },
     /// An optimistic-concurrency check failed: someone else wrote first.
     #[error("room `{room_id}` changed concurrently: expected event seq {expected}, found {found}")]
     Conflict { room_id: String, expected: u64, found: u64 },
@@ -203,8 +207,24 @@ pub trait RoomStore: Send + Sync {
     /// Ids of rooms that are SCHEDULED or ACTIVE (used at start-up).
     async fn list_open_room_ids(&self) -> Result<Vec<String>>;
     /// The room bound to LiveKit room `name`: the one that is not over, else
-    /// the latest created; NotFound when none is.
+    /// the latest created; NotFound when none is. Only rooms of the entity that
+    /// owns the name count.
+    ///
+    /// A LiveKit room name belongs to one entity for ever: [`RoomStore::create_room`]
+    /// claims it for the room's entity in its transaction, and a room of another
+    /// entity bound to a claimed name is refused ([`StorageError::Claimed`]).
     async fn find_livekit_room(&self, name: &str) -> Result<Room>;
+    /// The entity that owns LiveKit room name `name`, if any has claimed it.
+    async fn livekit_owner(&self, name: &str) -> Result<Option<String>>;
+    /// The owner's room bound to `name` that is in LiveKit session `sid` (LiveKit's
+    /// room sid): the one that is not over, else the latest created.
+    async fn find_livekit_session(&self, name: &str, sid: &str) -> Result<Option<Room>>;
+    /// The LiveKit session (room sid) a bound room is in, if known.
+    async fn livekit_sid(&self, room_id: &str) -> Result<Option<String>>;
+    /// Records the LiveKit session a bound room is in. With `replace` false a
+    /// sid already recorded stays. Returns the sid recorded now; `NotFound` for
+    /// an unknown room, `Precondition` for a room not bound to LiveKit.
+    async fn set_livekit_sid(&self, room_id: &str, sid: &str, replace: bool) -> Result<String>;
     /// Records a recording; a repeated egress id updates its row.
     async fn upsert_recording(&self, recording: &huddle_core::Recording) -> Result<()>;
     /// A room's recordings, oldest first.

@@ -363,6 +363,9 @@ where
                 return Err(not_found("department", department_id));
             }
         }
+        if let Some(name) = &room.livekit_room {
+            Self::claim_livekit_name(&mut tx, name, &room.entity_id, room.created_at_ms).await?;
+        }
         let inserted = sqlx::query(
             "INSERT INTO rooms (id, entity_id, department_id, title, custom_instructions, status, \
              max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
@@ -540,19 +543,104 @@ where
             .await?)
     }
 
-    /// The room bound to LiveKit room `name`: the one that is not over, else the
-    /// latest created.
-    pub async fn find_livekit_room(&self, name: &str) -> Result<Room> {
-        let row: Option<RoomRow> = sqlx::query_as(&format!(
-            "SELECT {ROOM_COLUMNS} FROM rooms WHERE livekit_room = $1 \
-             ORDER BY CASE WHEN status IN ($2, $3) THEN 0 ELSE 1 END, created_at_ms DESC, id DESC LIMIT 1"
-        ))
+    /// Claims LiveKit room name `name` for `entity_id` unless it is claimed
+    /// already: another entity's claim is [`StorageError::Claimed`].
+    async fn claim_livekit_name(
+        conn: &mut DB::Connection,
+        name: &str,
+        entity_id: &str,
+        at_ms: huddle_core::time::Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO livekit_rooms (name, entity_id, created_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
         .bind(name)
-        .bind(RoomStatus::Scheduled.as_str())
-        .bind(RoomStatus::Active.as_str())
-        .fetch_optional(&self.pool)
+        .bind(entity_id)
+        .bind(at_ms)
+        .execute(&mut *conn)
         .await?;
-        row.ok_or_else(|| not_found("LiveKit room", name))?.try_into()
+        let owner: String = sqlx::query_scalar("SELECT entity_id FROM livekit_rooms WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+        if owner != entity_id {
+            debug!(livekit_room = %name, entity_id = %entity_id, "LiveKit room name owned by another entity");
+            return Err(StorageError::Claimed { what: "LiveKit room", value: name.to_string() });
+        }
+        Ok(())
+    }
+
+    pub async fn livekit_owner(&self, name: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT entity_id FROM livekit_rooms WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The owner's room bound to LiveKit room `name` (and, with `sid`, in that
+    /// session): the one that is not over, else the latest created.
+    async fn owned_livekit_room(&self, name: &str, sid: Option<&str>) -> Result<Option<Room>> {
+        let in_session = if sid.is_some() { "AND livekit_sid = $5 " } else { "" };
+        let sql = format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms WHERE livekit_room = $1 \
+             AND entity_id = (SELECT entity_id FROM livekit_rooms WHERE name = $2) {in_session}\
+             ORDER BY CASE WHEN status IN ($3, $4) THEN 0 ELSE 1 END, created_at_ms DESC, id DESC LIMIT 1"
+        );
+        let mut query = sqlx::query_as(&sql)
+            .bind(name)
+            .bind(name)
+            .bind(RoomStatus::Scheduled.as_str())
+            .bind(RoomStatus::Active.as_str());
+        if let Some(sid) = sid {
+            query = query.bind(sid);
+        }
+        let row: Option<RoomRow> = query.fetch_optional(&self.pool).await?;
+        row.map(Room::try_from).transpose()
+    }
+
+    pub async fn find_livekit_room(&self, name: &str) -> Result<Room> {
+        self.owned_livekit_room(name, None).await?.ok_or_else(|| not_found("LiveKit room", name))
+    }
+
+    pub async fn find_livekit_session(&self, name: &str, sid: &str) -> Result<Option<Room>> {
+        self.owned_livekit_room(name, Some(sid)).await
+    }
+
+    pub async fn livekit_sid(&self, room_id: &str) -> Result<Option<String>> {
+        let row: Option<Option<String>> = sqlx::query_scalar("SELECT livekit_sid FROM rooms WHERE id = $1")
+            .bind(room_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.ok_or_else(|| not_found("room", room_id))
+    }
+
+    pub async fn set_livekit_sid(&self, room_id: &str, sid: &str, replace: bool) -> Result<String> {
+        let _fg = self.gate.foreground();
+        let mut tx = self.begin_write().await?;
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT livekit_room, livekit_sid FROM rooms WHERE id = $1")
+                .bind(room_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (bound, current) = row.ok_or_else(|| not_found("room", room_id))?;
+        if bound.is_none() {
+            return Err(StorageError::Precondition(format!(
+                "room `{room_id}` is not bound to a LiveKit room: it has no LiveKit session"
+            )));
+        }
+        if let Some(current) = current
+            && (!replace || current == sid)
+        {
+            return Ok(current);
+        }
+        sqlx::query("UPDATE rooms SET livekit_sid = $2 WHERE id = $1")
+            .bind(room_id)
+            .bind(sid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(sid.to_string())
     }
 
     /// Records a recording; a repeated egress id updates its row.
@@ -790,6 +878,18 @@ macro_rules! forward_store_traits {
             }
             async fn find_livekit_room(&self, name: &str) -> Result<Room> {
                 self.sql.find_livekit_room(name).await
+            }
+            async fn livekit_owner(&self, name: &str) -> Result<Option<String>> {
+                self.sql.livekit_owner(name).await
+            }
+            async fn find_livekit_session(&self, name: &str, sid: &str) -> Result<Option<Room>> {
+                self.sql.find_livekit_session(name, sid).await
+            }
+            async fn livekit_sid(&self, room_id: &str) -> Result<Option<String>> {
+                self.sql.livekit_sid(room_id).await
+            }
+            async fn set_livekit_sid(&self, room_id: &str, sid: &str, replace: bool) -> Result<String> {
+                self.sql.set_livekit_sid(room_id, sid, replace).await
             }
             async fn upsert_recording(&self, rec: &huddle_core::Recording) -> Result<()> {
                 self.sql.upsert_recording(rec).await

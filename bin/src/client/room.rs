@@ -136,8 +136,8 @@ pub enum RoomCommand {
         /// Phone number.
         #[arg(long)]
         phone: Option<String>,
-        /// A stable identity of your choosing (user id, LiveKit identity, ...);
-        /// generated when not given.
+        /// A stable identity of your choosing (a user id, ...); generated when not
+        /// given. Not allowed for a room bound to a LiveKit room: huddle assigns it.
         #[arg(long)]
         identity: Option<String>,
     },

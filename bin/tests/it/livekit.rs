@@ -138,8 +138,22 @@ fn livekit_api_python_webhooks_drive_the_bound_room() {
         .json();
     let retro = s(&retro, "id").to_string();
     node.cli(&["room", "start", &retro]).ok();
-    let bo = node.cli(&["room", "join", &retro, "--name", "Bo", "--identity", "bo", "--json"]).json();
+    let bo = node.cli(&["room", "join", &retro, "--name", "Bo", "--json"]).json();
     assert_eq!(s(&bo, "livekit_url"), "ws://127.0.0.1:7880");
+    let identity = format!("p_{}", s(&bo, "id"));
+    assert_eq!(s(&bo, "identity"), identity);
     let claims = verify(&python, &script, s(&bo, "livekit_token"));
-    assert_eq!((claims["identity"].as_str(), claims["video"]["room"].as_str()), (Some("bo"), Some("py-retro")));
+    assert_eq!(
+        (claims["identity"].as_str(), claims["video"]["room"].as_str()),
+        (Some(identity.as_str()), Some("py-retro"))
+    );
+    // an identity of the caller's choosing is refused there: huddle assigns it
+    let chosen = node.cli(&["room", "join", &retro, "--name", "Eve", "--identity", "huddle-agent"]);
+    assert!(!chosen.status.success() && chosen.stderr.contains("identity"), "{}", chosen.stderr);
+
+    // another entity cannot bind a LiveKit room name that is taken, even after its room ended
+    let other = node.cli(&["entity", "create", "--name", "Globex", "--json"]).json();
+    let taken =
+        node.cli(&["room", "create", "--entity", s(&other, "id"), "--title", "Mine", "--livekit-room", "py-standup"]);
+    assert!(!taken.status.success() && taken.stderr.contains("another entity"), "{}", taken.stderr);
 }

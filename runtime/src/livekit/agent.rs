@@ -199,6 +199,7 @@ impl PresenceTask {
             attempt = 0;
             let sid = session.join.participant.as_ref().map(|p| p.sid.clone()).unwrap_or_default();
             info!(room_id = %self.room_id, sid = %sid, "agent joined the LiveKit room");
+            self.pin_session(&session.join).await;
             self.state_tx.send_replace(Presence::Joined { sid });
             let names: Names = Arc::new(std::sync::Mutex::new(
                 session
@@ -273,6 +274,21 @@ impl PresenceTask {
         };
         info!(room_id = %self.room_id, reason = %reason, "agent left the LiveKit room");
         self.state_tx.send_replace(Presence::Ended { reason });
+    }
+
+    /// Records the LiveKit session the agent joined as the room's: webhooks of
+    /// other sessions of the same name then leave the room alone.
+    async fn pin_session(&self, join: &lk::JoinResponse) {
+        let (Some(inner), Some(room)) = (self.rt.as_ref().and_then(Weak::upgrade), join.room.as_ref()) else {
+            return;
+        };
+        if room.sid.is_empty() {
+            return;
+        }
+        let rt = crate::Runtime { inner };
+        if let Err(e) = rt.store().set_livekit_sid(&self.room_id, &room.sid, true).await {
+            warn!(room_id = %self.room_id, sid = %room.sid, error = %e, "the room's LiveKit session was not recorded");
+        }
     }
 
     /// Waits out the backoff for `attempt`; false when stopped meanwhile.
@@ -449,7 +465,7 @@ async fn open_stream(
                 phone: None,
                 identity: identity.to_string(),
             };
-            match api.join_room(room_id, new).await {
+            match api.join_from_livekit(room_id, new).await {
                 Ok(p) => p.id,
                 Err(ApiError::AlreadyExists { .. }) => present(&api.get_room(room_id).await?)
                     .ok_or_else(|| ApiError::Internal(format!("participant `{identity}` vanished")))?,

@@ -85,16 +85,33 @@ async fn bound(
     .await
 }
 
+/// Now, in the Unix seconds of webhook timestamps.
+fn now_s() -> i64 {
+    huddle_core::now_ms() / 1000
+}
+
+/// A room event of LiveKit session `RM_{room}`, made now.
 fn room_event(event: &str, room: &str, id: &str) -> String {
+    session_event(event, room, &format!("RM_{room}"), id, now_s())
+}
+
+/// A room event of LiveKit session `sid` of room `room`, made at `created_at` (Unix seconds).
+fn session_event(event: &str, room: &str, sid: &str, id: &str, created_at: i64) -> String {
     format!(
-        r#"{{"event":"{event}","room":{{"sid":"RM_{room}","name":"{room}","emptyTimeout":300,"creationTime":"1764480000"}},"id":"{id}","createdAt":"1764480000"}}"#
+        r#"{{"event":"{event}","room":{{"sid":"{sid}","name":"{room}","emptyTimeout":300,"creationTime":"{created_at}"}},"id":"{id}","createdAt":"{created_at}"}}"#
     )
 }
 
 fn participant_event(event: &str, room: &str, identity: &str, name: &str, kind: &str, id: &str) -> String {
+    let at = now_s();
     format!(
-        r#"{{"event":"{event}","room":{{"sid":"RM_{room}","name":"{room}"}},"participant":{{"sid":"PA_{identity}","identity":"{identity}","name":"{name}","state":"ACTIVE","kind":"{kind}","joinedAt":"1764480001"}},"id":"{id}","createdAt":"1764480001"}}"#
+        r#"{{"event":"{event}","room":{{"sid":"RM_{room}","name":"{room}"}},"participant":{{"sid":"PA_{identity}","identity":"{identity}","name":"{name}","state":"ACTIVE","kind":"{kind}","joinedAt":"{at}"}},"id":"{id}","createdAt":"{at}"}}"#
     )
+}
+
+/// A participant who leaves the identity to huddle (rooms bound to LiveKit insist).
+fn nobody(name: &str) -> huddle_core::NewParticipant {
+    huddle_core::NewParticipant { identity: String::new(), ..crate::common::human(name) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,9 +183,9 @@ async fn livekit_webhooks_keep_the_bound_room_in_step() {
     assert_eq!(recs[0].started_at_ms, Some(1_764_480_000_000));
     assert_eq!(recs[0].ended_at_ms, Some(1_764_480_060_000));
 
-    // the name is free again for a new room; webhooks now go to the new one
+    // the name is free again for a new room; the next LiveKit session's webhooks go to it
     let next = bound(&api, &acme.id, "Standup 2", "standup-42").await.unwrap();
-    deliver(n.http, &room_event("room_started", "standup-42", "EV_8")).await;
+    deliver(n.http, &session_event("room_started", "standup-42", "RM_standup-42-b", "EV_8", now_s())).await;
     assert_eq!(api.get_room(&next.view.room.id).await.unwrap().view.room.status, RoomStatus::Active);
     // ... but not while it is open
     let dup = bound(&api, &acme.id, "Clash", "standup-42").await.unwrap_err();
@@ -233,19 +250,17 @@ async fn livekit_join_returns_a_participant_token() {
     let acme = crate::common::entity(&api, "Acme", None).await;
     let daily = bound(&api, &acme.id, "Standup", "daily").await.unwrap();
     api.start_room(&daily.view.room.id).await.unwrap();
-    let mut ada = crate::common::human("Ada");
-    ada.identity = "ada@acme".into();
-    let (p, access) = api.join_room_with_access(&daily.view.room.id, ada).await.unwrap();
+    let (p, access) = api.join_room_with_access(&daily.view.room.id, nobody("Ada")).await.unwrap();
     let access = access.expect("a LiveKit-backed room gives LiveKit access");
     assert_eq!(access.url, "ws://livekit.test:7880");
     let claims = TokenVerifier::with_api_key(KEY, SECRET).verify(&access.token).unwrap();
-    assert_eq!((claims.sub.as_str(), claims.name.as_str()), ("ada@acme", "Ada"));
+    assert_eq!((claims.sub.as_str(), claims.name.as_str()), (p.identity.as_str(), "Ada"));
     assert!(claims.video.room_join);
     assert_eq!(claims.video.room, "daily");
     assert_eq!((claims.video.can_publish, claims.video.can_subscribe), (Some(true), Some(true)));
     let ttl = claims.exp - claims.nbf;
     assert!((6 * 3600 - 5..=6 * 3600 + 5).contains(&ttl), "ttl {ttl}");
-    assert_eq!(p.identity, "ada@acme");
+    assert_eq!(p.identity, format!("p_{}", p.id));
 
     // a room without LiveKit gives none
     let plain = crate::common::room(&api, &acme.id).await;
@@ -257,6 +272,202 @@ async fn livekit_join_returns_a_participant_token() {
     let err = bound(&api, &acme.id, "x", "line\nbreak").await.unwrap_err();
     assert!(matches!(err, ApiError::InvalidArgument { field: "livekit_room", .. }), "{err}");
     n.stop.cancel();
+}
+
+/// The issue's attack, in every order: entity A binds a LiveKit room name and takes its
+/// room through its life; at each point entity B (its own key, or the admin key on B's
+/// behalf) tries to bind the same name. B is refused every time, without learning who
+/// owns it, so B never gets a token for A's LiveKit room nor its webhooks. And the other
+/// way round when B is first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_names_stay_with_the_entity_that_bound_them_first() {
+    let n = node(true).await;
+    let admin = n.rt.admin();
+    let a = crate::common::entity(&admin, "A", None).await;
+    let b = crate::common::entity(&admin, "B", None).await;
+    let (api_a, api_b) = (n.rt.for_entity(&a.id), n.rt.for_entity(&b.id));
+    let refused = |err: ApiError, when: &str, owner: &str| {
+        assert!(
+            matches!(err, ApiError::PermissionDenied(ref m) if m.contains("another entity") && !m.contains(owner)),
+            "{when}: {err}"
+        );
+    };
+    for (i, when) in ["created", "started", "joined", "ended"].into_iter().enumerate() {
+        let name = format!("board-{i}");
+        let room = bound(&api_a, &a.id, "Board", &name).await.unwrap();
+        let id = room.view.room.id.clone();
+        if when != "created" {
+            api_a.start_room(&id).await.unwrap();
+        }
+        if when == "joined" || when == "ended" {
+            let (_, access) = api_a.join_room_with_access(&id, nobody("Ada")).await.unwrap();
+            assert!(access.is_some());
+        }
+        if when == "ended" {
+            api_a.end_room(&id).await.unwrap();
+        }
+        refused(bound(&api_b, &b.id, "Mine", &name).await.unwrap_err(), when, &a.id);
+        refused(bound(&admin, &b.id, "Mine", &name).await.unwrap_err(), when, &a.id);
+        // webhooks of the name reach A's room only (the one that is not over, else A's latest)
+        let (code, text) = deliver(n.http, &room_event("room_started", &name, &format!("EV_{i}"))).await;
+        assert_eq!(code, 200, "{text}");
+        let expected = if when == "ended" { RoomStatus::Completed } else { RoomStatus::Active };
+        assert_eq!(api_a.get_room(&id).await.unwrap().view.room.status, expected, "{when}");
+        // A itself may bind it again once its room is over
+        if when == "ended" {
+            let again = bound(&api_a, &a.id, "Board again", &name).await.unwrap();
+            api_a.start_room(&again.view.room.id).await.unwrap();
+            refused(bound(&api_b, &b.id, "Mine", &name).await.unwrap_err(), "A's second room", &a.id);
+        }
+    }
+    // B has no room at all, so no token and no webhook of A's names
+    let b_rooms = api_b.list_rooms(Default::default(), Default::default()).await.unwrap();
+    assert!(b_rooms.items.is_empty(), "{:?}", b_rooms.items);
+
+    // B first: the name is B's; A is refused before, during and after B's room
+    let mine = bound(&api_b, &b.id, "B's", "b-first").await.unwrap();
+    refused(bound(&api_a, &a.id, "A's", "b-first").await.unwrap_err(), "B's room open", &b.id);
+    api_b.start_room(&mine.view.room.id).await.unwrap();
+    api_b.end_room(&mine.view.room.id).await.unwrap();
+    refused(bound(&api_a, &a.id, "A's", "b-first").await.unwrap_err(), "B's room over", &b.id);
+    // a refused create left nothing behind: A's rooms are all on A's names
+    let a_rooms = api_a.list_rooms(Default::default(), Default::default()).await.unwrap();
+    assert!(a_rooms.items.iter().all(|r| r.livekit_room.as_deref() != Some("b-first")));
+    assert_eq!(n.rt.store().livekit_owner("b-first").await.unwrap().as_deref(), Some(b.id.as_str()));
+    n.stop.cancel();
+}
+
+/// In a room bound to LiveKit huddle assigns the identity a token carries
+/// (`p_<participant id>`): a chosen one is refused, the agent's above all, and a
+/// participant token for the agent's identity is never minted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_join_identities_are_assigned_and_the_agents_is_reserved() {
+    let n = node(true).await;
+    let acme = crate::common::entity(&n.rt.admin(), "Acme", None).await;
+    let api = n.rt.for_entity(&acme.id);
+    let room = bound(&api, &acme.id, "Standup", "assigned").await.unwrap();
+    let id = room.view.room.id.clone();
+    api.start_room(&id).await.unwrap();
+    for chosen in ["ada", "huddle-agent", "p_0190aaaa-0000-7000-8000-000000000000"] {
+        let err = api
+            .join_room_with_access(&id, huddle_core::NewParticipant { identity: chosen.into(), ..nobody("Eve") })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::InvalidArgument { field: "identity", .. }), "{chosen}: {err}");
+        let err = api
+            .join_room(&id, huddle_core::NewParticipant { identity: chosen.into(), ..nobody("Eve") })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::InvalidArgument { field: "identity", .. }), "{chosen}: {err}");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for name in ["Ada", "Bo"] {
+        let (p, access) = api.join_room_with_access(&id, nobody(name)).await.unwrap();
+        assert_eq!(p.identity, format!("p_{}", p.id));
+        let claims = TokenVerifier::with_api_key(KEY, SECRET).verify(&access.unwrap().token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.video.room.as_str()), (p.identity.as_str(), "assigned"));
+        assert!(!claims.video.agent);
+        assert!(seen.insert(claims.sub));
+    }
+    // the agent's identity gets no participant token, and cannot be configured into huddle's space
+    let lk = n.rt.livekit().unwrap();
+    let err = lk.participant_token("assigned", "huddle-agent", "", None).unwrap_err();
+    assert!(matches!(err, ApiError::PermissionDenied(ref m) if m.contains("agent")), "{err}");
+    let livekit = LiveKitConfig {
+        url: Some("http://livekit.test:7880".into()),
+        api_key: Some(KEY.into()),
+        api_secret: Some(SECRET.into()),
+        agent_identity: "p_agent".into(),
+        ..Default::default()
+    };
+    let err = Config { livekit, ..Default::default() }.validate().unwrap_err().to_string();
+    assert!(err.contains("livekit.agent_identity"), "{err}");
+    // a room without LiveKit keeps caller-chosen identities
+    let plain = crate::common::room(&api, &acme.id).await;
+    api.start_room(&plain.view.room.id).await.unwrap();
+    let (p, none) = api.join_room_with_access(&plain.view.room.id, crate::common::human("Cy")).await.unwrap();
+    assert_eq!((p.identity.as_str(), none), ("cy", None));
+    n.stop.cancel();
+}
+
+/// Webhooks follow the LiveKit session (room sid) a room is in: a late
+/// `room_finished` (or any event) of an earlier session of the same name never
+/// reaches a newer room, whether that room is pinned to its own session yet or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_a_late_room_finished_never_ends_a_newer_room() {
+    let n = node(true).await;
+    let api = n.rt.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let status = |id: String| {
+        let api = api.clone();
+        async move { api.get_room(&id).await.unwrap().view.room.status }
+    };
+    let first = bound(&api, &acme.id, "First", "late").await.unwrap().view.room.id;
+    let started_at = now_s();
+    assert_eq!(deliver(n.http, &session_event("room_started", "late", "RM_1", "EV_1", started_at)).await.0, 200);
+    assert_eq!(status(first.clone()).await, RoomStatus::Active);
+    assert_eq!(n.rt.store().livekit_sid(&first).await.unwrap().as_deref(), Some("RM_1"));
+    api.end_room(&first).await.unwrap();
+
+    // a second room: not in a session yet. An event of a session that was made before
+    // the room was created (LiveKit's late delivery of session 1's end) is not its
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let second = bound(&api, &acme.id, "Second", "late").await.unwrap().view.room.id;
+    let (code, text) = deliver(n.http, &session_event("room_finished", "late", "RM_0", "EV_2", started_at)).await;
+    assert_eq!((code, text.starts_with("ignored")), (200, true), "{text}");
+    let (code, text) = deliver(n.http, &session_event("room_finished", "late", "RM_1", "EV_3", now_s())).await;
+    assert_eq!((code, text.starts_with("ignored")), (200, true), "{text}");
+    assert_eq!(status(second.clone()).await, RoomStatus::Scheduled);
+
+    // session 2 starts: the second room is in it; session 1's late events stay with the first room
+    assert_eq!(deliver(n.http, &session_event("room_started", "late", "RM_2", "EV_4", now_s())).await.0, 200);
+    assert_eq!(status(second.clone()).await, RoomStatus::Active);
+    for (event, ev) in [("room_finished", "EV_5"), ("room_started", "EV_6")] {
+        let (code, text) = deliver(n.http, &session_event(event, "late", "RM_1", ev, now_s())).await;
+        assert_eq!((code, text.starts_with("ignored")), (200, true), "{event}: {text}");
+    }
+    let egress = r#"{"event":"egress_ended","egressInfo":{"egressId":"EG_1","roomId":"RM_1","roomName":"late","status":"EGRESS_COMPLETE","fileResults":[{"filename":"one.mp4","location":"s3://rec/one.mp4"}]},"id":"EV_7","createdAt":"1"}"#;
+    assert_eq!(deliver(n.http, egress).await.0, 200);
+    assert_eq!(api.list_recordings(&first).await.unwrap().len(), 1, "session 1's recording is the first room's");
+    assert!(api.list_recordings(&second).await.unwrap().is_empty());
+    assert_eq!(status(second.clone()).await, RoomStatus::Active);
+    // only session 2's end ends it
+    assert_eq!(deliver(n.http, &session_event("room_finished", "late", "RM_2", "EV_8", now_s())).await.0, 200);
+    assert_eq!(status(second).await, RoomStatus::Completed);
+    n.stop.cancel();
+}
+
+/// The agent's join pins the room to the LiveKit session it joined: that session's
+/// `room_finished` ends the room, another session's does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_the_agents_join_pins_the_room_to_its_session() {
+    let server = huddle_testsupport::livekit::LiveKitTestServer::start(KEY, SECRET).await.unwrap();
+    let rt = node_on(&server, None).await;
+    let api = rt.admin();
+    let acme = crate::common::entity(&api, "Acme", None).await;
+    let id = started_with_agent(&api, &server, &acme.id, "pinned").await;
+    let (ada, _) =
+        huddle_actors::livekit::SignalClient::connect(server.url(), &server.token("pinned", "ada")).await.unwrap();
+    let sid = ada.join_response().room.as_ref().unwrap().sid.clone();
+    assert!(!sid.is_empty());
+    crate::common::eventually("the room is pinned to the agent's session", || async {
+        rt.store().livekit_sid(&id).await.unwrap().as_deref() == Some(sid.as_str())
+    })
+    .await;
+    let event = |sid: &str| livekit_protocol::WebhookEvent {
+        event: "room_finished".into(),
+        room: Some(livekit_protocol::Room { sid: sid.into(), name: "pinned".into(), ..Default::default() }),
+        created_at: now_s(),
+        ..Default::default()
+    };
+    let other = huddle_runtime::livekit::apply_webhook(&rt, event("RM_earlier")).await.unwrap();
+    assert!(matches!(other, huddle_runtime::livekit::Applied::Ignored(_)), "{other:?}");
+    assert_eq!(api.get_room(&id).await.unwrap().view.room.status, RoomStatus::Active);
+    let own = huddle_runtime::livekit::apply_webhook(&rt, event(&sid)).await.unwrap();
+    assert!(matches!(own, huddle_runtime::livekit::Applied::Done(_)), "{own:?}");
+    assert_eq!(api.get_room(&id).await.unwrap().view.room.status, RoomStatus::Completed);
+    drop(ada);
+    rt.shutdown().await;
 }
 
 /// A node whose LiveKit is `server` (a LiveKitTestServer: no LiveKit server
@@ -592,7 +803,7 @@ async fn livekit_agent_publishes_nothing_when_publishing_is_off() {
     let id = started_with_agent(&api, &server, &acme.id, "quiet-room").await;
     // a participant speaks (over StreamAudio) and is transcribed; with publishing off no
     // caption reaches LiveKit (with it on, this segment would be captioned)
-    let ada = api.join_room(&id, crate::common::human("Ada")).await.unwrap();
+    let ada = api.join_room(&id, nobody("Ada")).await.unwrap();
     let (pcm, rate) = crate::speech::speak_pcm16("Let us ship on Friday.");
     let mut stream = api.open_audio(&id, &ada.id, rate).await.unwrap();
     for chunk in crate::speech::with_silence(pcm, rate, 600).chunks(rate as usize / 10 * 2) {

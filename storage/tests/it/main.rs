@@ -69,4 +69,5 @@ conformance!(
     outbox_batches_are_all_or_nothing,
     webhook_endpoints_and_rotation,
     livekit_rooms_and_recordings,
+    livekit_names_belong_to_one_entity,
 );

@@ -116,3 +116,67 @@ async fn corrupt_event_json(db: &TestDb) {
     assert_eq!(db.execute_raw("UPDATE room_events SET data = '{oops' WHERE room_id = $1", "r1").await, 1);
     assert_err!(store.list_events("r1", 0, 10).await, StorageError::Corrupt { column: "room_events.data", .. });
 }
+
+/// A database from before LiveKit names had owners (migrations 0001-0005) where two
+/// entities bound the same LiveKit room name: migrating gives the name to the entity
+/// of its earliest room and unbinds the other entity's rooms.
+#[tokio::test]
+async fn migrating_gives_each_livekit_name_to_its_first_entity() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("legacy.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for name in
+        ["0001_init.sql", "0002_transcripts.sql", "0003_knowledge.sql", "0004_notifications.sql", "0005_livekit.sql"]
+    {
+        std::fs::copy(all.join(name), old.join(name)).unwrap();
+    }
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&mut conn).await.unwrap();
+    for (id, at) in [("acme", 1), ("globex", 2)] {
+        sqlx::query(
+            "INSERT INTO entities (id, name, kind, default_instructions, max_participants, \
+             recording_retention_days, active, created_at_ms, updated_at_ms) VALUES ($1, $1, '', '', 10, 0, 1, $2, $2)",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    // Acme's room on `board` ended; Globex then bound `board` too (allowed before 0006)
+    for (id, entity, status, at, name) in [
+        ("a1", "acme", "COMPLETED", 1_000, Some("board")),
+        ("g1", "globex", "ACTIVE", 2_000, Some("board")),
+        ("g2", "globex", "SCHEDULED", 3_000, Some("globex-own")),
+        ("a2", "acme", "SCHEDULED", 4_000, None),
+    ] {
+        sqlx::query(
+            "INSERT INTO rooms (id, entity_id, title, custom_instructions, status, max_participants, \
+             created_at_ms, event_seq, livekit_room) VALUES ($1, $2, $1, '', $3, 0, $4, 1, $5)",
+        )
+        .bind(id)
+        .bind(entity)
+        .bind(status)
+        .bind(at)
+        .bind(name)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    assert_eq!(store.livekit_owner("board").await.unwrap().as_deref(), Some("acme"));
+    assert_eq!(store.livekit_owner("globex-own").await.unwrap().as_deref(), Some("globex"));
+    assert_eq!(store.get_room("g1").await.unwrap().livekit_room, None, "Globex's room on Acme's name is unbound");
+    assert_eq!(store.get_room("a1").await.unwrap().livekit_room.as_deref(), Some("board"));
+    assert_eq!(store.get_room("g2").await.unwrap().livekit_room.as_deref(), Some("globex-own"));
+    assert_eq!(store.find_livekit_room("board").await.unwrap().id, "a1");
+    let mut again = room("globex", "g3", 5_000);
+    again.livekit_room = Some("board".into());
+    let created = crate::common::event("g3", 1, "created", 5_000);
+    assert_err!(store.create_room(again, vec![created]).await, StorageError::Claimed { .. });
+}

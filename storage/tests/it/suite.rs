@@ -1229,6 +1229,85 @@ pub async fn livekit_rooms_and_recordings(db: &TestDb) {
     assert_err!(store.upsert_recording(&orphan).await, StorageError::NotFound { .. });
 }
 
+/// A LiveKit room name belongs to the entity that bound it first, for ever: another
+/// entity can never bind it (while the owner's room is open, after it is over, in
+/// any order), the owner can bind it again, a refused or failed create claims
+/// nothing, and lookups only see the owner's rooms.
+pub async fn livekit_names_belong_to_one_entity(db: &TestDb) {
+    let store = db.store();
+    let (acme, globex) = (entity(store, "Acme").await, entity(store, "Globex").await);
+    let bound = |entity_id: &str, id: &str, at: i64, name: &str| {
+        let mut r = room(entity_id, id, at);
+        r.livekit_room = Some(name.into());
+        r
+    };
+    let create = |r: huddle_core::Room| {
+        let events = vec![event(&r.id, 1, "created", r.created_at_ms)];
+        store.create_room(r, events)
+    };
+    assert_eq!(store.livekit_owner("board").await.unwrap(), None);
+    let a1 = create(bound(&acme.id, "a1", 1_000, "board")).await.unwrap();
+    assert_eq!(store.livekit_owner("board").await.unwrap().as_deref(), Some(acme.id.as_str()));
+
+    // another entity: refused while the owner's room is open, without naming the owner
+    match create(bound(&globex.id, "g1", 2_000, "board")).await {
+        Err(e @ StorageError::Claimed { what: "LiveKit room", .. }) => {
+            assert!(!e.to_string().contains(&acme.id), "{e}");
+        }
+        other => panic!("expected Claimed, got {other:?}"),
+    }
+    assert_err!(store.get_room("g1").await, StorageError::NotFound { .. });
+
+    // ... and after it is over: the name never moves
+    let over = change(&a1, |r| r.status = RoomStatus::Completed, vec![], &["completed"]);
+    store.commit_room_change(over).await.unwrap();
+    assert_err!(create(bound(&globex.id, "g1", 3_000, "board")).await, StorageError::Claimed { .. });
+    // the owner binds it again once its room is over, not twice at once
+    create(bound(&acme.id, "a2", 4_000, "board")).await.unwrap();
+    assert_err!(
+        create(bound(&acme.id, "a3", 5_000, "board")).await,
+        StorageError::AlreadyExists { what: "open room for LiveKit room", .. }
+    );
+    assert_eq!(store.find_livekit_room("board").await.unwrap().id, "a2");
+    assert_eq!(store.livekit_owner("board").await.unwrap().as_deref(), Some(acme.id.as_str()));
+
+    // the other way round: Globex's name is Globex's
+    create(bound(&globex.id, "g2", 6_000, "huddle-room")).await.unwrap();
+    assert_err!(create(bound(&acme.id, "a4", 7_000, "huddle-room")).await, StorageError::Claimed { .. });
+    assert_eq!(store.find_livekit_room("huddle-room").await.unwrap().id, "g2");
+
+    // a create that fails claims nothing (the claim is in its transaction)
+    assert_err!(create(bound(&globex.id, "a1", 8_000, "fresh")).await, StorageError::AlreadyExists { .. });
+    assert_eq!(store.livekit_owner("fresh").await.unwrap(), None);
+    create(bound(&acme.id, "a5", 9_000, "fresh")).await.unwrap();
+    assert_eq!(store.livekit_owner("fresh").await.unwrap().as_deref(), Some(acme.id.as_str()));
+
+    // sessions: the first sid recorded stays unless replaced
+    assert_eq!(store.livekit_sid("a2").await.unwrap(), None);
+    assert_eq!(store.find_livekit_session("board", "RM_1").await.unwrap(), None);
+    assert_eq!(store.set_livekit_sid("a2", "RM_1", false).await.unwrap(), "RM_1");
+    assert_eq!(store.set_livekit_sid("a2", "RM_2", false).await.unwrap(), "RM_1");
+    assert_eq!(store.find_livekit_session("board", "RM_1").await.unwrap().unwrap().id, "a2");
+    assert_eq!(store.set_livekit_sid("a2", "RM_2", true).await.unwrap(), "RM_2");
+    assert_eq!(store.livekit_sid("a2").await.unwrap().as_deref(), Some("RM_2"));
+    assert_eq!(store.find_livekit_session("board", "RM_1").await.unwrap(), None);
+    assert_eq!(store.find_livekit_session("board", "RM_2").await.unwrap().unwrap().id, "a2");
+    // an earlier room of the same session: the open one wins, then the latest
+    store.set_livekit_sid("a1", "RM_2", true).await.unwrap();
+    assert_eq!(store.find_livekit_session("board", "RM_2").await.unwrap().unwrap().id, "a2");
+    // a sid is only for a bound room of the owner's name
+    assert_eq!(store.find_livekit_session("huddle-room", "RM_2").await.unwrap(), None);
+    create_room(store, room(&acme.id, "plain", 10_000)).await;
+    assert_err!(store.set_livekit_sid("plain", "RM_9", true).await, StorageError::Precondition(_));
+    assert_err!(store.set_livekit_sid("nope", "RM_9", true).await, StorageError::NotFound { .. });
+    assert_err!(store.livekit_sid("nope").await, StorageError::NotFound { .. });
+    // a room change leaves the session alone
+    let a2 = store.get_room("a2").await.unwrap();
+    let ended = change(&a2, |r| r.status = RoomStatus::Completed, vec![], &["completed"]);
+    store.commit_room_change(ended).await.unwrap();
+    assert_eq!(store.livekit_sid("a2").await.unwrap().as_deref(), Some("RM_2"));
+}
+
 /// Send requests written together: several entities in one statement, idempotency
 /// keys (a repeated one writes nothing), and a request that cannot be written
 /// failing the whole batch, with or without a transaction around it.
