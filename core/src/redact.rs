@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn urls_lose_userinfo_query_and_fragment() {
-        assert_eq!(url("https://user:pw@example.com:8443/a/b?token=1#frag"), "https://<redacted>@example.com:8443/a/b?<redacted>");
+        assert_eq!(
+            url("https://user:pw@example.com:8443/a/b?token=1#frag"),
+            "https://<redacted>@example.com:8443/a/b?<redacted>"
+        );
         assert_eq!(url("https://example.com?key=abc"), "https://example.com?<redacted>");
         assert_eq!(url("https://example.com/x#sig=abc"), "https://example.com/x#<redacted>");
         assert_eq!(url("postgres://postgres@127.0.0.1:5432/test"), "postgres://<redacted>@127.0.0.1:5432/test");

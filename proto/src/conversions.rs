@@ -8,7 +8,9 @@ pub use notify::{channel, notification_status};
 
 use huddle_core::time::Millis;
 use huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT;
-use huddle_core::{ApiKey, Department, Entity, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, TranscriptSegment};
+use huddle_core::{
+    ApiKey, Department, Entity, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, TranscriptSegment,
+};
 use prost_types::Timestamp;
 
 use crate::v1;

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use figment::Figment;
-use huddle_core::redact;
 use figment::providers::{Env, Format, Serialized, Toml};
+use huddle_core::redact;
 use serde::{Deserialize, Serialize};
 
 /// Errors loading or validating configuration.
@@ -714,8 +714,17 @@ mod tests {
 
     use super::*;
 
-    const SECRETS: &[&str] =
-        &["adm-s3cret-key-000", "pgpass", "lk-key-1", "lk-s3cret", "whsec_in", "AC0123456789", "tw-token", "smtp-pw", "q=tok"];
+    const SECRETS: &[&str] = &[
+        "adm-s3cret-key-000",
+        "pgpass",
+        "lk-key-1",
+        "lk-s3cret",
+        "whsec_in",
+        "AC0123456789",
+        "tw-token",
+        "smtp-pw",
+        "q=tok",
+    ];
 
     fn assert_no_secrets(debug: &str) {
         for s in SECRETS {

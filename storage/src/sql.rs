@@ -4,11 +4,11 @@
 //!
 //! Statements use `$N` placeholders, which SQLite accepts too.
 
+use huddle_core::time::Millis;
 use huddle_core::{
     ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Recording, Room, RoomEvent, RoomStatus,
     TranscriptSegment, now_ms,
 };
-use huddle_core::time::Millis;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use tracing::debug;
 

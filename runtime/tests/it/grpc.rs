@@ -311,15 +311,12 @@ async fn revoked_keys_and_inactive_entities_are_refused_at_once() {
     let needles: Vec<&str> = secrets.iter().chain(&hashes).map(String::as_str).collect();
     assert!(!encoded_contains(&listed, &needles), "ListApiKeys leaks a secret or hash: {listed:?}");
     // The admin key sees the same list.
-    let by_admin =
-        ents.list_api_keys(authed(v1::ListApiKeysRequest { entity_id: a.id.clone() }, ADMIN)).await.unwrap();
+    let by_admin = ents.list_api_keys(authed(v1::ListApiKeysRequest { entity_id: a.id.clone() }, ADMIN)).await.unwrap();
     assert_eq!(by_admin.into_inner().api_keys.len(), 3);
 
     // Another entity's keys: NOT_FOUND, listing and revoking alike, and the key keeps working.
-    let err = ents
-        .list_api_keys(authed(v1::ListApiKeysRequest { entity_id: b.id.clone() }, &a2.secret))
-        .await
-        .unwrap_err();
+    let err =
+        ents.list_api_keys(authed(v1::ListApiKeysRequest { entity_id: b.id.clone() }, &a2.secret)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     let err = ents.revoke_api_key(authed(v1::RevokeApiKeyRequest { id: id(&b1) }, &a2.secret)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
@@ -399,10 +396,8 @@ async fn database_errors_reach_clients_as_internal_with_a_request_id() {
     sqlx::query("ALTER TABLE departments RENAME TO departments_gone").execute(&pool).await.unwrap();
     pool.close().await;
 
-    let err = ents
-        .list_departments(authed(v1::ListDepartmentsRequest { entity_id: e.id.clone() }, ADMIN))
-        .await
-        .unwrap_err();
+    let err =
+        ents.list_departments(authed(v1::ListDepartmentsRequest { entity_id: e.id.clone() }, ADMIN)).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal, "{err:?}");
     let msg = err.message();
     assert!(msg.contains("request id "), "{msg}");
