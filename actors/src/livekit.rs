@@ -33,9 +33,10 @@ pub use worker::{JobHandler, JobRun, WorkerActor, WorkerArgs, WorkerMsg, WorkerV
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveKitError {
-    #[error("invalid LiveKit url {url}: {reason}")]
+    /// Shown without the URL's userinfo and query string (where an access token goes).
+    #[error("invalid LiveKit url {}: {reason}", huddle_core::redact::url(url))]
     InvalidUrl { url: String, reason: String },
-    #[error("cannot connect to LiveKit at {url}: {reason}")]
+    #[error("cannot connect to LiveKit at {}: {reason}", huddle_core::redact::url(url))]
     Connect { url: String, reason: String },
     #[error("LiveKit rejected the token (HTTP 401: {message}): check the api key, secret and grants")]
     Unauthorized { message: String },

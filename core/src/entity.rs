@@ -61,4 +61,10 @@ pub struct ApiKey {
     /// The first characters of the secret, safe to show in listings.
     pub prefix: String,
     pub created_at_ms: Millis,
+    /// When it was last used, to the minute (updated at most once a minute).
+    #[serde(default)]
+    pub last_used_at_ms: Option<Millis>,
+    /// When it was revoked; a revoked key no longer authenticates.
+    #[serde(default)]
+    pub revoked_at_ms: Option<Millis>,
 }

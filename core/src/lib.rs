@@ -8,6 +8,7 @@
 //! - [`entity`]: entities, departments, API keys
 //! - [`knowledge`]: knowledge-base documents and indexed items
 //! - [`notify`]: notifications, webhook endpoints, opt-out preferences
+//! - [`redact`]: keeping secrets out of logs, errors and `Debug` output
 //! - [`room`]: rooms, the room lifecycle, participants, events
 //! - [`time`]: millisecond timestamps
 //! - [`transcript`]: final transcript segments
@@ -22,6 +23,7 @@
 pub mod entity;
 pub mod knowledge;
 pub mod notify;
+pub mod redact;
 pub mod room;
 pub mod time;
 pub mod transcript;

@@ -8,7 +8,9 @@ pub use notify::{channel, notification_status};
 
 use huddle_core::time::Millis;
 use huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT;
-use huddle_core::{Department, Entity, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, TranscriptSegment};
+use huddle_core::{
+    ApiKey, Department, Entity, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, TranscriptSegment,
+};
 use prost_types::Timestamp;
 
 use crate::v1;
@@ -94,6 +96,20 @@ impl From<Department> for v1::Department {
             instructions: d.instructions,
             created_at: Some(ts(d.created_at_ms)),
             updated_at: Some(ts(d.updated_at_ms)),
+        }
+    }
+}
+
+/// A key's record; the hash (and so the secret) never leaves the server.
+impl From<ApiKey> for v1::ApiKey {
+    fn from(k: ApiKey) -> Self {
+        v1::ApiKey {
+            id: k.id,
+            entity_id: k.entity_id,
+            prefix: k.prefix,
+            created_at: Some(ts(k.created_at_ms)),
+            last_used_at: k.last_used_at_ms.map(ts),
+            revoked_at: k.revoked_at_ms.map(ts),
         }
     }
 }

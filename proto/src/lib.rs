@@ -29,6 +29,24 @@ pub mod v1 {
 /// The encoded `FileDescriptorSet` of every huddle .proto file, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/huddle_descriptor.bin"));
 
+/// The HTTP/2 paths (`/huddle.v1.Rooms/GetRoom`) of every method of every huddle
+/// service, from [`FILE_DESCRIPTOR_SET`].
+pub fn method_paths() -> Vec<String> {
+    let fds: prost_types::FileDescriptorSet =
+        prost::Message::decode(FILE_DESCRIPTOR_SET).expect("the descriptor set is built by build.rs");
+    let mut paths = Vec::new();
+    for file in fds.file {
+        let package = file.package.unwrap_or_default();
+        for service in file.service {
+            let service_name = service.name.unwrap_or_default();
+            for method in service.method {
+                paths.push(format!("/{package}.{service_name}/{}", method.name.unwrap_or_default()));
+            }
+        }
+    }
+    paths
+}
+
 /// Fully qualified names of the services huddle serves.
 pub const SERVICE_NAMES: &[&str] =
     &["huddle.v1.Entities", "huddle.v1.Rooms", "huddle.v1.Knowledge", "huddle.v1.Notifications"];

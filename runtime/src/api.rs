@@ -204,7 +204,12 @@ impl Api {
         if let Some(n) = update.max_participants {
             check_max_participants("max_participants", n, false)?;
         }
-        Ok(self.rt.store().update_entity(id, update).await?)
+        let deactivated = update.active == Some(false);
+        let entity = self.rt.store().update_entity(id, update).await?;
+        if deactivated {
+            self.rt.key_cache().forget_entity(id);
+        }
+        Ok(entity)
     }
 
     pub async fn create_department(&self, new: NewDepartment) -> Result<Department> {
@@ -241,6 +246,27 @@ impl Api {
         let (key, secret) = generate_key(entity_id);
         let key = self.rt.store().create_api_key(key).await?;
         Ok((key, secret))
+    }
+
+    /// An entity's keys, revoked ones included, oldest first (their hashes are in
+    /// the records; never hand those out).
+    pub async fn list_api_keys(&self, entity_id: &str) -> Result<Vec<ApiKey>> {
+        self.visible_entity(entity_id).await?;
+        Ok(self.rt.store().list_api_keys(entity_id).await?)
+    }
+
+    /// Revokes a key; it fails authentication from now on. Revoking a revoked key
+    /// changes nothing.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<ApiKey> {
+        check_id("id", id)?;
+        let key = self.rt.store().get_api_key(id).await?;
+        if !self.scope.sees(&key.entity_id) {
+            return Err(ApiError::NotFound { what: "api key", id: id.to_string() });
+        }
+        let key = self.rt.store().revoke_api_key(id, now_ms()).await?;
+        self.rt.key_cache().forget_key(id);
+        tracing::info!(key_id = %id, entity_id = %key.entity_id, "api key revoked");
+        Ok(key)
     }
 
     // ---- rooms ----

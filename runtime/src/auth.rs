@@ -3,7 +3,12 @@
 //! The admin key may do everything. Entity keys (`hk_` + 43 random base62
 //! characters, about 256 bits) are shown once at creation; only their
 //! SHA-256 is stored, and lookups go by that hash.
+//!
+//! A key found in storage is trusted for [`KEY_CACHE_TTL`] on the node that
+//! looked it up. Revoking a key or deactivating its entity drops it from this
+//! node's cache at once; other nodes refuse it within [`KEY_CACHE_TTL`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -54,6 +59,8 @@ pub fn generate_key(entity_id: &str) -> (ApiKey, String) {
         key_hash: hash_key(&secret),
         prefix: secret[..10].to_string(),
         created_at_ms: now_ms(),
+        last_used_at_ms: None,
+        revoked_at_ms: None,
     };
     (key, secret)
 }
@@ -69,19 +76,55 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Resolves bearer tokens to scopes, caching entity keys briefly.
+/// How long a node trusts an entity key it found in storage without looking again:
+/// the longest a revocation or deactivation made on another node takes to apply here.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Keys in the cache before it is emptied (a bound on memory, not a working-set size).
+const KEY_CACHE_MAX: usize = 10_000;
+
+struct CachedKey {
+    key_id: String,
+    scope: Scope,
+    checked: Instant,
+}
+
+/// Entity keys this node found in storage recently, by hash; shared by every
+/// [`Authenticator`] of a runtime so that a revocation through any [`crate::Api`]
+/// applies at once.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    keys: DashMap<String, CachedKey>,
+    /// Bumped by every forget: a lookup that started before one does not cache.
+    generation: AtomicU64,
+}
+
+impl KeyCache {
+    /// Drops a key (after its revocation).
+    pub(crate) fn forget_key(&self, key_id: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.keys.retain(|_, k| k.key_id != key_id);
+    }
+
+    /// Drops every key of an entity (after it was deactivated).
+    pub(crate) fn forget_entity(&self, entity_id: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.keys.retain(|_, k| !matches!(&k.scope, Scope::Entity(e) if e == entity_id));
+    }
+}
+
+/// Resolves bearer tokens to scopes, caching entity keys for [`KEY_CACHE_TTL`].
 pub struct Authenticator {
     admin_key_hash: String,
-    cache: DashMap<String, (Scope, Instant)>,
-    ttl: Duration,
 }
 
 impl Authenticator {
     pub fn new(admin_key: &str) -> Self {
-        Authenticator { admin_key_hash: hash_key(admin_key), cache: DashMap::new(), ttl: Duration::from_secs(30) }
+        Authenticator { admin_key_hash: hash_key(admin_key) }
     }
 
-    /// The scope of an `authorization` header value (`Bearer <key>`).
+    /// The scope of an `authorization` header value (`Bearer <key>`). Unknown and
+    /// revoked keys, and keys of inactive entities, are `Unauthenticated`.
     pub async fn authenticate(&self, rt: &Runtime, header: Option<&str>) -> Result<Scope, ApiError> {
         let secret = header
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
@@ -92,23 +135,40 @@ impl Authenticator {
         if constant_time_eq(hash.as_bytes(), self.admin_key_hash.as_bytes()) {
             return Ok(Scope::Admin);
         }
-        if let Some(hit) = self.cache.get(&hash)
-            && hit.1.elapsed() < self.ttl
+        let cache = rt.key_cache();
+        if let Some(hit) = cache.keys.get(&hash)
+            && hit.checked.elapsed() < KEY_CACHE_TTL
         {
-            return Ok(hit.0.clone());
+            return Ok(hit.scope.clone());
         }
-        match rt.store().find_api_key(&hash).await {
-            Ok(key) => {
-                let scope = Scope::Entity(key.entity_id);
-                if self.cache.len() > 10_000 {
-                    self.cache.clear();
-                }
-                self.cache.insert(hash, (scope.clone(), Instant::now()));
-                Ok(scope)
+        let generation = cache.generation.load(Ordering::Acquire);
+        let key = match rt.store().find_api_key(&hash).await {
+            Ok(key) => key,
+            Err(huddle_storage::StorageError::NotFound { .. }) => {
+                cache.keys.remove(&hash);
+                return Err(ApiError::Unauthenticated);
             }
-            Err(huddle_storage::StorageError::NotFound { .. }) => Err(ApiError::Unauthenticated),
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        let now = now_ms();
+        if key.last_used_at_ms.is_none_or(|t| now - t >= huddle_storage::API_KEY_TOUCH_INTERVAL_MS) {
+            let (store, key_id) = (rt.store().clone(), key.id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_api_key(&key_id, now).await {
+                    tracing::warn!(%key_id, error = %e, "cannot record an api key's last use");
+                }
+            });
         }
+        let scope = Scope::Entity(key.entity_id);
+        if cache.keys.len() > KEY_CACHE_MAX {
+            cache.keys.clear();
+        }
+        cache.keys.insert(hash.clone(), CachedKey { key_id: key.id, scope: scope.clone(), checked: Instant::now() });
+        if cache.generation.load(Ordering::Acquire) != generation {
+            // A revocation or deactivation ran since the lookup began: look again next time.
+            cache.keys.remove(&hash);
+        }
+        Ok(scope)
     }
 }
 

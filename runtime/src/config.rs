@@ -8,6 +8,7 @@ use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use huddle_core::redact;
 use serde::{Deserialize, Serialize};
 
 /// Errors loading or validating configuration.
@@ -38,7 +39,7 @@ pub struct Config {
 /// LiveKit (`HUDDLE__LIVEKIT__URL`, `__API_KEY`, `__API_SECRET`): rooms bound
 /// to LiveKit rooms, participant tokens and LiveKit's webhooks. Unset URL or
 /// keys: LiveKit is off.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LiveKitConfig {
     /// The LiveKit server as clients reach it: `wss://...` (or `ws://`, `https://`, `http://`).
@@ -187,7 +188,7 @@ impl Default for RoomNotifyConfig {
 }
 
 /// One sender of inbound webhooks (`[[notify.inbound]]` in huddle.toml).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InboundConfig {
     /// The path segment: `POST /webhooks/inbound/{name}`.
@@ -221,7 +222,7 @@ fn default_tolerance() -> u64 {
 }
 
 /// Twilio's Messages API (`HUDDLE__NOTIFY__TWILIO__ACCOUNT_SID`, ...).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TwilioConfig {
     pub account_sid: Option<String>,
@@ -248,7 +249,7 @@ impl Default for TwilioConfig {
 }
 
 /// The SMTP server email goes through (`HUDDLE__NOTIFY__SMTP__HOST`, ...).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
     pub host: Option<String>,
@@ -386,7 +387,7 @@ pub struct SpeechConfig {
 }
 
 /// Network listeners and the admin key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// gRPC listen address.
@@ -406,7 +407,7 @@ pub struct ServerConfig {
 }
 
 /// Where state is persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` (created on first start) or `postgres://...`.
@@ -643,5 +644,163 @@ impl Config {
             return invalid("log.format must be `text` or `json`");
         }
         Ok(())
+    }
+}
+
+// `Debug` without secrets: keys, tokens, passwords, the Twilio account SID and
+// URL userinfo and query strings show as `<redacted>`.
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("http", &self.http)
+            .field("admin_key", &redact::secret(&self.admin_key))
+            .field("admin_key_file", &self.admin_key_file)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig").field("url", &redact::url(&self.url)).finish()
+    }
+}
+
+impl std::fmt::Debug for LiveKitConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveKitConfig")
+            .field("url", &redact::optional_url(&self.url))
+            .field("api_key", &redact::secret(&self.api_key))
+            .field("api_secret", &redact::secret(&self.api_secret))
+            .field("agent_identity", &self.agent_identity)
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("worker", &self.worker)
+            .field("agent_name", &self.agent_name)
+            .field("max_jobs", &self.max_jobs)
+            .field("worker_entity", &self.worker_entity)
+            .field("captions", &self.captions)
+            .field("suggestion_topic", &self.suggestion_topic)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for InboundConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundConfig")
+            .field("name", &self.name)
+            .field("scheme", &self.scheme)
+            .field("secret", &redact::REDACTED)
+            .field("header", &self.header)
+            .field("timestamp_header", &self.timestamp_header)
+            .field("tolerance_secs", &self.tolerance_secs)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TwilioConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwilioConfig")
+            .field("account_sid", &redact::secret(&self.account_sid))
+            .field("auth_token", &redact::secret(&self.auth_token))
+            .field("from", &self.from)
+            .field("base_url", &redact::url(&self.base_url))
+            .field("status_callback_url", &redact::optional_url(&self.status_callback_url))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &redact::secret(&self.password))
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use huddle_actors::notify::email::{SmtpSettings, SmtpTls};
+    use huddle_actors::notify::sms::TwilioSettings;
+
+    use super::*;
+
+    const SECRETS: &[&str] = &[
+        "adm-s3cret-key-000",
+        "pgpass",
+        "lk-key-1",
+        "lk-s3cret",
+        "whsec_in",
+        "AC0123456789",
+        "tw-token",
+        "smtp-pw",
+        "q=tok",
+    ];
+
+    fn assert_no_secrets(debug: &str) {
+        for s in SECRETS {
+            assert!(!debug.contains(s), "Debug shows `{s}`: {debug}");
+        }
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn debug_shows_no_secrets() {
+        let mut c = Config::default();
+        c.server.admin_key = Some("adm-s3cret-key-000".into());
+        c.database.url = "postgres://huddle:pgpass@db:5432/huddle?sslkey=q=tok".into();
+        c.livekit.url = Some("wss://u:pgpass@lk.example.com?q=tok".into());
+        c.livekit.api_key = Some("lk-key-1".into());
+        c.livekit.api_secret = Some("lk-s3cret".into());
+        c.notify.inbound.push(InboundConfig {
+            name: "github".into(),
+            scheme: "standard".into(),
+            secret: "whsec_in".into(),
+            header: default_signature_header(),
+            timestamp_header: None,
+            tolerance_secs: 300,
+        });
+        c.notify.twilio.account_sid = Some("AC0123456789".into());
+        c.notify.twilio.auth_token = Some("tw-token".into());
+        c.notify.twilio.base_url = "https://AC0123456789:tw-token@api.twilio.com".into();
+        c.notify.twilio.status_callback_url = Some("https://huddle.example.com/webhooks/twilio/status?q=tok".into());
+        c.notify.smtp.username = Some("mailer".into());
+        c.notify.smtp.password = Some("smtp-pw".into());
+        let debug = format!("{c:?}");
+        assert_no_secrets(&debug);
+        // What is not secret stays readable.
+        assert!(debug.contains("db:5432/huddle") && debug.contains("mailer") && debug.contains("github"), "{debug}");
+
+        let smtp = SmtpSettings {
+            host: "mail.example.com".into(),
+            port: 587,
+            tls: SmtpTls::StartTls,
+            username: Some("mailer".into()),
+            password: Some("smtp-pw".into()),
+            from: "huddle <noreply@example.com>".into(),
+            timeout: Duration::from_secs(5),
+        };
+        assert_no_secrets(&format!("{smtp:?}"));
+        let twilio = TwilioSettings {
+            account_sid: "AC0123456789".into(),
+            auth_token: "tw-token".into(),
+            from: "+15550001".into(),
+            base_url: "https://api.twilio.com".into(),
+            status_callback_url: Some("https://huddle.example.com/cb?q=tok".into()),
+            timeout: Duration::from_secs(5),
+        };
+        let debug = format!("{twilio:?}");
+        assert_no_secrets(&debug);
+        assert!(debug.contains("+15550001"), "{debug}");
     }
 }

@@ -53,10 +53,25 @@ impl From<StorageError> for ApiError {
             StorageError::Conflict { room_id, .. } => {
                 ApiError::Aborted(format!("room `{room_id}` changed concurrently: retry the request"))
             }
-            e if e.is_unavailable() => ApiError::Unavailable(format!("database unavailable: {e}")),
-            e => ApiError::Internal(e.to_string()),
+            // The database's own words (sqlx's text: hosts, SQL, constraint names) stay in
+            // the log, under a request id the caller is given.
+            e if e.is_unavailable() => {
+                let request_id = request_id();
+                tracing::warn!(%request_id, error = %e, "database unavailable");
+                ApiError::Unavailable(format!("database unavailable (request id {request_id}): retry shortly"))
+            }
+            e => {
+                let request_id = request_id();
+                tracing::error!(%request_id, error = %e, "storage error");
+                ApiError::Internal(format!("storage failed (request id {request_id}): see the server log"))
+            }
         }
     }
+}
+
+/// An id naming one failure in the log and in the answer to the caller.
+fn request_id() -> String {
+    huddle_core::new_id()
 }
 
 impl From<RoomError> for ApiError {

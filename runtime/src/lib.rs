@@ -114,6 +114,8 @@ pub(crate) struct Inner {
     chat: chat::ChatHub,
     inbound: tokio::sync::broadcast::Sender<http::InboundWebhook>,
     templates: Arc<notify::templates::Templates>,
+    /// Entity keys recently found in storage (see [`auth::KEY_CACHE_TTL`]).
+    key_cache: auth::KeyCache,
     /// Cancelled when the runtime begins to shut down; ends watch streams.
     closing: CancellationToken,
 }
@@ -215,6 +217,10 @@ impl Runtime {
 
     pub(crate) fn templates(&self) -> &notify::templates::Templates {
         &self.inner.templates
+    }
+
+    pub(crate) fn key_cache(&self) -> &auth::KeyCache {
+        &self.inner.key_cache
     }
 
     pub(crate) fn chat_hub(&self) -> &chat::ChatHub {
@@ -396,6 +402,7 @@ impl RuntimeBuilder {
                 chat: chat::ChatHub::default(),
                 inbound: tokio::sync::broadcast::channel(256).0,
                 templates,
+                key_cache: auth::KeyCache::default(),
                 closing: CancellationToken::new(),
             }),
         };

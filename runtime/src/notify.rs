@@ -526,9 +526,10 @@ impl Api {
         Ok(self.runtime().store().create_endpoint(ep).await?)
     }
 
+    /// Without their secrets (empty): only creation and rotation hand those out.
     pub async fn list_endpoints(&self, entity_id: &str) -> Result<Vec<WebhookEndpoint>> {
         self.visible_entity(entity_id).await?;
-        Ok(self.runtime().store().list_endpoints(entity_id).await?)
+        Ok(self.runtime().store().list_endpoints(entity_id).await?.into_iter().map(without_secrets).collect())
     }
 
     async fn visible_endpoint(&self, id: &str) -> Result<WebhookEndpoint> {
@@ -544,7 +545,7 @@ impl Api {
         self.visible_endpoint(id).await?;
         let ep = self.runtime().store().disable_endpoint(id, "disabled by request").await?;
         self.runtime().endpoint_cache().invalidate(id);
-        Ok(ep)
+        Ok(without_secrets(ep))
     }
 
     /// A new secret; the old one keeps signing (both signatures are sent) for
@@ -583,6 +584,13 @@ impl Api {
         let outbox = outbox(self.runtime().namespace())?;
         ractor::call_t!(outbox, OutboxMsg::Stats, 5_000).ok()
     }
+}
+
+/// An endpoint as shown after its creation: the signing secrets emptied.
+fn without_secrets(mut ep: WebhookEndpoint) -> WebhookEndpoint {
+    ep.secret.clear();
+    ep.previous_secret = None;
+    ep
 }
 
 #[cfg(test)]

@@ -94,6 +94,9 @@ pub use sql::ForegroundWrite;
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
+/// How much newer than the recorded last use a use must be to be recorded.
+pub const API_KEY_TOUCH_INTERVAL_MS: Millis = 60_000;
+
 /// A page request: at most `size` items after the position `token` names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageRequest {
@@ -185,8 +188,20 @@ pub trait EntityStore: Send + Sync {
     async fn update_department(&self, id: &str, update: DepartmentUpdate) -> Result<Department>;
 
     async fn create_api_key(&self, key: ApiKey) -> Result<ApiKey>;
-    /// `NotFound` when no key has this hash.
+    /// The key with this hash if it may authenticate; `NotFound` when no key has
+    /// this hash, it is revoked, or its entity is inactive.
     async fn find_api_key(&self, key_hash: &str) -> Result<ApiKey>;
+    /// Any key, revoked or not.
+    async fn get_api_key(&self, id: &str) -> Result<ApiKey>;
+    /// An entity's keys, revoked ones included, oldest first; `NotFound` when the
+    /// entity does not exist.
+    async fn list_api_keys(&self, entity_id: &str) -> Result<Vec<ApiKey>>;
+    /// Marks a key revoked at `at_ms` (a key revoked before keeps its first time).
+    async fn revoke_api_key(&self, id: &str, at_ms: Millis) -> Result<ApiKey>;
+    /// Records a use at `at_ms`, unless the last recorded use is less than
+    /// [`API_KEY_TOUCH_INTERVAL_MS`] older (so several nodes write at most about
+    /// once a minute per key).
+    async fn touch_api_key(&self, id: &str, at_ms: Millis) -> Result<()>;
 }
 
 /// Rooms, their participants and their event logs.
@@ -359,6 +374,6 @@ pub async fn open(url: &str) -> Result<DynStore> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PostgresStore::open(url).await?))
     } else {
-        Err(StorageError::UnsupportedUrl(url.to_string()))
+        Err(StorageError::UnsupportedUrl(huddle_core::redact::url(url)))
     }
 }

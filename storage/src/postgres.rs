@@ -78,7 +78,7 @@ impl PostgresStore {
 
 fn parse_url(url: &str) -> Result<PgConnectOptions> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(StorageError::UnsupportedUrl(url.to_string()));
+        return Err(StorageError::UnsupportedUrl(huddle_core::redact::url(url)));
     }
     Ok(PgConnectOptions::from_str(url)?)
 }

@@ -76,6 +76,8 @@ pub(crate) struct ApiKeyRow {
     pub key_hash: String,
     pub prefix: String,
     pub created_at_ms: Millis,
+    pub last_used_at_ms: Option<Millis>,
+    pub revoked_at_ms: Option<Millis>,
 }
 
 impl From<ApiKeyRow> for ApiKey {
@@ -86,6 +88,8 @@ impl From<ApiKeyRow> for ApiKey {
             key_hash: row.key_hash,
             prefix: row.prefix,
             created_at_ms: row.created_at_ms,
+            last_used_at_ms: row.last_used_at_ms,
+            revoked_at_ms: row.revoked_at_ms,
         }
     }
 }

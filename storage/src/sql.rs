@@ -4,6 +4,7 @@
 //!
 //! Statements use `$N` placeholders, which SQLite accepts too.
 
+use huddle_core::time::Millis;
 use huddle_core::{
     ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Recording, Room, RoomEvent, RoomStatus,
     TranscriptSegment, now_ms,
@@ -316,14 +317,16 @@ where
 
     pub async fn create_api_key(&self, key: ApiKey) -> Result<ApiKey> {
         let inserted = sqlx::query(
-            "INSERT INTO api_keys (id, entity_id, key_hash, prefix, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_keys (id, entity_id, key_hash, prefix, created_at_ms, last_used_at_ms, revoked_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&key.id)
         .bind(&key.entity_id)
         .bind(&key.key_hash)
         .bind(&key.prefix)
         .bind(key.created_at_ms)
+        .bind(key.last_used_at_ms)
+        .bind(key.revoked_at_ms)
         .execute(&self.pool)
         .await;
         match inserted {
@@ -338,13 +341,62 @@ where
 
     pub async fn find_api_key(&self, key_hash: &str) -> Result<ApiKey> {
         let row: Option<ApiKeyRow> = sqlx::query_as(
-            "SELECT id, entity_id, key_hash, prefix, created_at_ms \
-             FROM api_keys WHERE key_hash = $1",
+            "SELECT k.id, k.entity_id, k.key_hash, k.prefix, k.created_at_ms, k.last_used_at_ms, k.revoked_at_ms \
+             FROM api_keys k JOIN entities e ON e.id = k.entity_id \
+             WHERE k.key_hash = $1 AND k.revoked_at_ms IS NULL AND e.active",
         )
         .bind(key_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.ok_or_else(|| not_found("api key", key_hash))?.into())
+        // The hash stays out of the error: it is as good as the key for a lookup.
+        Ok(row.ok_or_else(|| not_found("api key", "(by hash)"))?.into())
+    }
+
+    pub async fn get_api_key(&self, id: &str) -> Result<ApiKey> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.ok_or_else(|| not_found("api key", id))?.into())
+    }
+
+    pub async fn list_api_keys(&self, entity_id: &str) -> Result<Vec<ApiKey>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE entity_id = $1 ORDER BY created_at_ms, id"
+        ))
+        .bind(entity_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() && !Self::entity_exists(&mut conn, entity_id).await? {
+            return Err(not_found("entity", entity_id));
+        }
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn revoke_api_key(&self, id: &str, at_ms: Millis) -> Result<ApiKey> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+            "UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $2) WHERE id = $1 \
+             RETURNING {API_KEY_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(at_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.ok_or_else(|| not_found("api key", id))?.into())
+    }
+
+    pub async fn touch_api_key(&self, id: &str, at_ms: Millis) -> Result<()> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at_ms = $2 \
+             WHERE id = $1 AND (last_used_at_ms IS NULL OR last_used_at_ms <= $3)",
+        )
+        .bind(id)
+        .bind(at_ms)
+        .bind(at_ms - crate::API_KEY_TOUCH_INTERVAL_MS)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn create_room(&self, room: Room, events: Vec<RoomEvent>) -> Result<Room> {
@@ -771,6 +823,8 @@ enum Arg {
 }
 
 /// The columns of a [`RoomRow`].
+const API_KEY_COLUMNS: &str = "id, entity_id, key_hash, prefix, created_at_ms, last_used_at_ms, revoked_at_ms";
+
 const ROOM_COLUMNS: &str = "id, entity_id, department_id, title, custom_instructions, status, \
      max_participants, scheduled_for_ms, created_at_ms, started_at_ms, ended_at_ms, \
      cancel_reason, event_seq, livekit_room";
@@ -843,6 +897,18 @@ macro_rules! forward_store_traits {
             }
             async fn find_api_key(&self, key_hash: &str) -> Result<ApiKey> {
                 self.sql.find_api_key(key_hash).await
+            }
+            async fn get_api_key(&self, id: &str) -> Result<ApiKey> {
+                self.sql.get_api_key(id).await
+            }
+            async fn list_api_keys(&self, entity_id: &str) -> Result<Vec<ApiKey>> {
+                self.sql.list_api_keys(entity_id).await
+            }
+            async fn revoke_api_key(&self, id: &str, at_ms: huddle_core::time::Millis) -> Result<ApiKey> {
+                self.sql.revoke_api_key(id, at_ms).await
+            }
+            async fn touch_api_key(&self, id: &str, at_ms: huddle_core::time::Millis) -> Result<()> {
+                self.sql.touch_api_key(id, at_ms).await
             }
         }
 

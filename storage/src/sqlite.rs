@@ -45,7 +45,7 @@ impl SqliteStore {
     /// pending migrations.
     pub async fn open(url: &str) -> Result<Self> {
         if !url.starts_with("sqlite:") {
-            return Err(StorageError::UnsupportedUrl(url.to_string()));
+            return Err(StorageError::UnsupportedUrl(huddle_core::redact::url(url)));
         }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -70,7 +70,7 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new().test_before_acquire(false).max_connections(1).connect_with(options).await?
         };
-        info!(url, "opened sqlite store");
+        info!(url = %huddle_core::redact::url(url), "opened sqlite store");
         Ok(Self { sql: Sql::new(pool, writer, true) })
     }
 }

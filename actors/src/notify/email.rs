@@ -39,8 +39,8 @@ impl SmtpTls {
     }
 }
 
-/// Where and how mail is sent.
-#[derive(Debug, Clone)]
+/// Where and how mail is sent. `Debug` does not show the password.
+#[derive(Clone)]
 pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
@@ -50,6 +50,20 @@ pub struct SmtpSettings {
     /// The From address, optionally with a name: `huddle <noreply@example.com>`.
     pub from: String,
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &huddle_core::redact::secret(&self.password))
+            .field("from", &self.from)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Delivers email notifications (`recipient` is the address).

@@ -19,8 +19,9 @@ use subtle::ConstantTimeEq;
 
 use super::{AttemptResult, Deliver, retry_after_header};
 
-/// Where and as whom text messages are sent.
-#[derive(Debug, Clone)]
+/// Where and as whom text messages are sent. `Debug` shows neither the account
+/// SID nor the auth token.
+#[derive(Clone)]
 pub struct TwilioSettings {
     pub account_sid: String,
     pub auth_token: String,
@@ -32,6 +33,20 @@ pub struct TwilioSettings {
     /// should report delivery.
     pub status_callback_url: Option<String>,
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for TwilioSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use huddle_core::redact;
+        f.debug_struct("TwilioSettings")
+            .field("account_sid", &redact::REDACTED)
+            .field("auth_token", &redact::REDACTED)
+            .field("from", &self.from)
+            .field("base_url", &redact::url(&self.base_url))
+            .field("status_callback_url", &redact::optional_url(&self.status_callback_url))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Delivers SMS notifications (`recipient` is the E.164 number).
@@ -77,7 +92,8 @@ impl Deliver for SmsDeliverer {
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return AttemptResult::retry(None, None, "Twilio did not answer in time"),
-            Err(e) => return AttemptResult::retry(None, None, format!("cannot reach Twilio: {e}")),
+            // Without the URL: it carries the account SID.
+            Err(e) => return AttemptResult::retry(None, None, format!("cannot reach Twilio: {}", e.without_url())),
         };
         let status = resp.status().as_u16();
         let retry_after = retry_after_header(resp.headers());
@@ -95,8 +111,17 @@ impl Deliver for SmsDeliverer {
             (_, Some(msg)) => msg.to_string(),
             _ => String::new(),
         };
+        // Twilio's words may name the account ("The requested resource
+        // /2010-04-01/Accounts/AC.../Messages.json was not found"); `last_error` is
+        // shown to the tenant.
+        let detail = redact_account(&detail, &self.settings.account_sid);
         AttemptResult::from_http_status(status, retry_after, &detail)
     }
+}
+
+/// `text` with every occurrence of the account SID replaced by `<redacted>`.
+fn redact_account(text: &str, account_sid: &str) -> String {
+    if account_sid.is_empty() { text.to_string() } else { text.replace(account_sid, huddle_core::redact::REDACTED) }
 }
 
 /// Twilio's request signature: base64 of HMAC-SHA1(auth token, URL + every

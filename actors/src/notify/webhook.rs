@@ -74,11 +74,12 @@ pub fn is_public(ip: IpAddr) -> bool {
 /// Checks a webhook URL: http or https, with a host; when private targets are not
 /// allowed, an IP-literal host must be public. Returns a message to show the caller.
 pub fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid url `{url}`: {e}"))?;
+    let shown = huddle_core::redact::url(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid url `{shown}`: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("url `{url}` must use http or https"));
+        return Err(format!("url `{shown}` must use http or https"));
     }
-    let Some(host) = parsed.host() else { return Err(format!("url `{url}` has no host")) };
+    let Some(host) = parsed.host() else { return Err(format!("url `{shown}` has no host")) };
     if !allow_private {
         let ip = match host {
             url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
@@ -207,7 +208,11 @@ impl Deliver for WebhookDeliverer {
             Err(StorageError::NotFound { .. }) => {
                 return AttemptResult::fail(None, format!("webhook endpoint `{}` not found", n.recipient));
             }
-            Err(e) => return AttemptResult::retry(None, None, format!("cannot load the webhook endpoint: {e}")),
+            Err(e) => {
+                // The database's words stay in the log: `last_error` is shown to the tenant.
+                warn!(endpoint = %n.recipient, error = %e, "cannot load a webhook endpoint");
+                return AttemptResult::retry(None, None, "cannot load the webhook endpoint: database unavailable");
+            }
         };
         if ep.disabled {
             let why = ep.disabled_reason.as_deref().unwrap_or("disabled");
@@ -250,12 +255,14 @@ impl Deliver for WebhookDeliverer {
             }
             Err(e) => {
                 if let Some(refusal) = refused_by_guard(&e) {
-                    warn!(endpoint = %ep.id, url = %ep.url, "webhook target refused by the SSRF guard");
+                    warn!(endpoint = %ep.id, url = %huddle_core::redact::url(&ep.url), "webhook target refused by the SSRF guard");
                     return AttemptResult::fail(None, refusal);
                 }
                 if e.is_timeout() {
                     AttemptResult::retry(None, None, format!("timed out after {:?}", self.config.timeout))
                 } else {
+                    // Without the URL: its userinfo or query string may hold a token.
+                    let e = e.without_url();
                     let mut msg = e.to_string();
                     let mut src = std::error::Error::source(&e);
                     while let Some(s) = src {

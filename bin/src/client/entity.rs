@@ -73,6 +73,17 @@ pub enum EntityCommand {
         /// The entity the key belongs to.
         entity_id: String,
     },
+    /// List an entity's API keys (id, prefix, created, last used, revoked);
+    /// never their secrets.
+    Keys {
+        /// The entity whose keys to list.
+        entity_id: String,
+    },
+    /// Revoke an API key at once; it fails authentication from then on.
+    RevokeKey {
+        /// The key's id (as `huddle entity keys` shows it), not its secret.
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +203,26 @@ pub async fn run_entity(c: &mut Client, cmd: EntityCommand) -> anyhow::Result<()
                 out.json_line(&output::create_api_key_json(&r))?;
             } else {
                 out.text(&output::create_api_key_text(&r))?;
+            }
+            Ok(())
+        }
+        EntityCommand::Keys { entity_id } => {
+            let r = c.entities.list_api_keys(v1::ListApiKeysRequest { entity_id }).await?.into_inner();
+            if out.is_json() {
+                for k in &r.api_keys {
+                    out.json_line(&output::api_key_json(k))?;
+                }
+            } else {
+                out.text(&output::api_keys_table(&r.api_keys))?;
+            }
+            Ok(())
+        }
+        EntityCommand::RevokeKey { key_id } => {
+            let k = c.entities.revoke_api_key(v1::RevokeApiKeyRequest { id: key_id }).await?.into_inner();
+            if out.is_json() {
+                out.json_line(&output::api_key_json(&k))?;
+            } else {
+                out.text(&output::api_key_text(&k))?;
             }
             Ok(())
         }

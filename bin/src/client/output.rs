@@ -119,6 +119,8 @@ pub fn api_key_json(k: &v1::ApiKey) -> Value {
         "entity_id": k.entity_id,
         "prefix": k.prefix,
         "created_at": json_ts(k.created_at.as_ref()),
+        "last_used_at": json_ts(k.last_used_at.as_ref()),
+        "revoked_at": json_ts(k.revoked_at.as_ref()),
     })
 }
 
@@ -325,6 +327,31 @@ pub fn departments_table(departments: &[v1::Department]) -> String {
         t.row(vec![d.id.clone(), human_ts(d.created_at.as_ref()), d.name.clone()]);
     }
     t.render()
+}
+
+pub fn api_keys_table(keys: &[v1::ApiKey]) -> String {
+    let mut t = Table::new(&["ID", "PREFIX", "CREATED", "LAST USED", "REVOKED"]);
+    for k in keys {
+        t.row(vec![
+            k.id.clone(),
+            k.prefix.clone(),
+            human_ts(k.created_at.as_ref()),
+            human_ts(k.last_used_at.as_ref()),
+            human_ts(k.revoked_at.as_ref()),
+        ]);
+    }
+    t.render()
+}
+
+pub fn api_key_text(k: &v1::ApiKey) -> String {
+    fields(&[
+        ("id", k.id.clone()),
+        ("entity_id", k.entity_id.clone()),
+        ("prefix", k.prefix.clone()),
+        ("created_at", human_ts(k.created_at.as_ref())),
+        ("last_used_at", human_ts(k.last_used_at.as_ref())),
+        ("revoked_at", human_ts(k.revoked_at.as_ref())),
+    ])
 }
 
 pub fn create_api_key_text(r: &v1::CreateApiKeyResponse) -> String {

@@ -221,3 +221,30 @@ fn models_commands_run_locally_with_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected f16 or q8_0"));
 }
+
+#[test]
+fn api_keys_are_listed_and_revoked_through_the_cli() {
+    let data = Data::new();
+    let node = data.start();
+    let entity = node.cli(&["entity", "create", "--name", "Keyed", "--json"]).json();
+    let entity_id = s(&entity, "id").to_string();
+    let created = node.cli(&["entity", "create-key", &entity_id, "--json"]).json();
+    let secret = s(&created, "secret").to_string();
+    let key_id = s(&created["api_key"], "id").to_string();
+    node.cli_with_key(&secret, &["entity", "get", &entity_id]).ok();
+
+    let table = node.cli(&["entity", "keys", &entity_id]).ok().to_string();
+    assert!(table.starts_with("ID") && table.contains(&key_id) && table.contains(&secret[..10]), "{table}");
+    assert!(!table.contains(&secret), "{table}");
+    let listed = node.cli(&["entity", "keys", &entity_id, "--json"]).json_lines();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(s(&listed[0], "id"), key_id);
+    assert!(listed[0]["revoked_at"].is_null() && listed[0].get("secret").is_none(), "{listed:?}");
+
+    let revoked = node.cli(&["entity", "revoke-key", &key_id, "--json"]).json();
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    let err = node.cli_with_key(&secret, &["entity", "get", &entity_id]).err().to_string();
+    assert!(err.starts_with("error: UNAUTHENTICATED: "), "{err}");
+    let err = node.cli(&["entity", "revoke-key", "no-such-key"]).err().to_string();
+    assert!(err.starts_with("error: NOT_FOUND: "), "{err}");
+}

@@ -1,7 +1,6 @@
 //! `huddle.v1.Entities`.
 
 use huddle_core::{NewDepartment, NewEntity};
-use huddle_proto::conversions::ts;
 use huddle_proto::v1::{self, entities_server::Entities};
 use huddle_storage::{DepartmentUpdate, EntityUpdate, PageRequest};
 use tonic::{Request, Response, Status};
@@ -79,14 +78,17 @@ impl Entities for EntitiesService {
     async fn create_api_key(&self, req: Request<v1::CreateApiKeyRequest>) -> Reply<v1::CreateApiKeyResponse> {
         let api = self.0.api(&req).await?;
         let (key, secret) = api.create_api_key(&req.into_inner().entity_id).await?;
-        Ok(Response::new(v1::CreateApiKeyResponse {
-            api_key: Some(v1::ApiKey {
-                id: key.id,
-                entity_id: key.entity_id,
-                prefix: key.prefix,
-                created_at: Some(ts(key.created_at_ms)),
-            }),
-            secret,
-        }))
+        Ok(Response::new(v1::CreateApiKeyResponse { api_key: Some(key.into()), secret }))
+    }
+
+    async fn list_api_keys(&self, req: Request<v1::ListApiKeysRequest>) -> Reply<v1::ListApiKeysResponse> {
+        let api = self.0.api(&req).await?;
+        let keys = api.list_api_keys(&req.into_inner().entity_id).await?;
+        Ok(Response::new(v1::ListApiKeysResponse { api_keys: keys.into_iter().map(Into::into).collect() }))
+    }
+
+    async fn revoke_api_key(&self, req: Request<v1::RevokeApiKeyRequest>) -> Reply<v1::ApiKey> {
+        let api = self.0.api(&req).await?;
+        Ok(Response::new(api.revoke_api_key(&req.into_inner().id).await?.into()))
     }
 }

@@ -6,8 +6,10 @@
 //! puts it for every unary error; successful calls and stream outcomes are
 //! counted as `0` (OK).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -29,14 +31,32 @@ pub struct GrpcMetrics<S> {
     inner: S,
 }
 
-/// Known method paths keep their name; anything else is `other`, so a
-/// client cannot blow up the label set.
-fn method_label(path: &str) -> String {
-    if (path.starts_with("/huddle.v1.") || path.starts_with("/grpc.")) && path.len() < 120 {
-        path.trim_start_matches('/').to_string()
-    } else {
-        "other".to_string()
-    }
+/// Paths served besides huddle's own services.
+const OTHER_SERVICES: &[&str] = &[
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// Every method path this server serves, without its leading `/`, by path.
+fn known_methods() -> &'static HashMap<String, &'static str> {
+    static KNOWN: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        let paths = huddle_proto::method_paths().into_iter().chain(OTHER_SERVICES.iter().map(|p| p.to_string()));
+        paths
+            .map(|path| {
+                let label: &'static str = String::leak(path.trim_start_matches('/').to_string());
+                (path, label)
+            })
+            .collect()
+    })
+}
+
+/// A method this server serves keeps its name; anything else is `other`, so a
+/// client (authenticated or not) cannot grow the label set.
+fn method_label(path: &str) -> &'static str {
+    known_methods().get(path).copied().unwrap_or("other")
 }
 
 impl<S, B, RB> Service<http::Request<B>> for GrpcMetrics<S>
@@ -62,7 +82,7 @@ where
                 Ok(resp) => resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0").to_string(),
                 Err(_) => "transport".to_string(),
             };
-            metrics::histogram!("huddle_grpc_request_duration_seconds", "method" => method.clone())
+            metrics::histogram!("huddle_grpc_request_duration_seconds", "method" => method)
                 .record(start.elapsed().as_secs_f64());
             metrics::counter!("huddle_grpc_requests_total", "method" => method, "code" => code).increment(1);
             res
@@ -78,6 +98,10 @@ mod tests {
     fn labels_are_bounded() {
         assert_eq!(method_label("/huddle.v1.Rooms/GetRoom"), "huddle.v1.Rooms/GetRoom");
         assert_eq!(method_label("/grpc.health.v1.Health/Check"), "grpc.health.v1.Health/Check");
+        assert_eq!(method_label("/huddle.v1.Entities/ListApiKeys"), "huddle.v1.Entities/ListApiKeys");
         assert_eq!(method_label("/evil/x"), "other");
+        assert_eq!(method_label("/huddle.v1.Rooms/NoSuchMethod"), "other");
+        assert_eq!(method_label("/huddle.v1.Made.Up/Anything"), "other");
+        assert_eq!(method_label("/grpc.health.v1.Health/Nope"), "other");
     }
 }

@@ -78,3 +78,39 @@ async fn dead_database_fails_fast_and_recovers() {
     assert_eq!(api.get_room(&id).await.unwrap().view.participants.len(), 2);
     rt.shutdown().await;
 }
+
+#[tokio::test]
+async fn healthz_of_a_dead_database_shows_no_error_text() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut proxy = Proxy::start("127.0.0.1:0".parse().unwrap()).await;
+    let base = common::postgres_url();
+    let url = base.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let schema = format!("rt_health_{}", &huddle_core::new_id().replace('-', "")[20..]);
+    let store = huddle_storage::postgres::PostgresStore::open_in_schema(&url, &schema).await.unwrap();
+    let rt = Runtime::builder().store(Arc::new(store)).build().await.unwrap();
+    let auth = Arc::new(huddle_runtime::auth::Authenticator::new("test-admin-key-0123456789abcdef"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = listener.local_addr().unwrap();
+    let router = huddle_runtime::http::router(rt.clone(), auth);
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let get = || async move {
+        let mut s = TcpStream::connect(http).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let status_line = |out: &str| out.lines().next().unwrap_or_default().to_string();
+    assert!(status_line(&get().await).contains(" 200"));
+
+    proxy.cut().await;
+    let out = get().await;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(status_line(head).contains(" 503"), "{out}");
+    assert!(body.trim() == "database unavailable" || body.trim().starts_with("database did not answer"), "{body}");
+    for leak in ["127.0.0.1", "postgres", "error", "pool", "connection", &proxy.addr.port().to_string()] {
+        assert!(!body.contains(leak), "/healthz shows `{leak}`: {body}");
+    }
+    server.abort();
+    rt.shutdown().await;
+}

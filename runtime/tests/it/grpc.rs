@@ -265,3 +265,144 @@ async fn healthz_and_metrics_over_http() {
     assert!(body.contains("huddle_grpc_request_duration_seconds"));
     n.stop().await;
 }
+
+/// Whether any of `needles` appears in the encoded message (every string field
+/// of a proto message is in its bytes as it is).
+fn encoded_contains(msg: &impl prost::Message, needles: &[&str]) -> bool {
+    let bytes = msg.encode_to_vec();
+    needles.iter().any(|n| bytes.windows(n.len()).any(|w| w == n.as_bytes()))
+}
+
+#[tokio::test]
+async fn revoked_keys_and_inactive_entities_are_refused_at_once() {
+    let n = node().await;
+    let mut ents = EntitiesClient::new(n.channel().await);
+    let mk = |name: &str| v1::CreateEntityRequest { name: name.into(), ..Default::default() };
+    let a = ents.create_entity(authed(mk("A"), ADMIN)).await.unwrap().into_inner();
+    let b = ents.create_entity(authed(mk("B"), ADMIN)).await.unwrap().into_inner();
+    let new_key = |entity_id: &str| v1::CreateApiKeyRequest { entity_id: entity_id.into() };
+    let a1 = ents.create_api_key(authed(new_key(&a.id), ADMIN)).await.unwrap().into_inner();
+    let a2 = ents.create_api_key(authed(new_key(&a.id), ADMIN)).await.unwrap().into_inner();
+    let a3 = ents.create_api_key(authed(new_key(&a.id), ADMIN)).await.unwrap().into_inner();
+    let b1 = ents.create_api_key(authed(new_key(&b.id), ADMIN)).await.unwrap().into_inner();
+    let id = |k: &v1::CreateApiKeyResponse| k.api_key.as_ref().unwrap().id.clone();
+    let get = |key: &str, entity_id: &str| authed(v1::GetEntityRequest { id: entity_id.into() }, key);
+
+    // A successful call puts the key in the node's cache; the revocation still
+    // applies to the very next call.
+    ents.get_entity(get(&a1.secret, &a.id)).await.unwrap();
+    let revoked = ents.revoke_api_key(authed(v1::RevokeApiKeyRequest { id: id(&a1) }, ADMIN)).await.unwrap();
+    assert!(revoked.into_inner().revoked_at.is_some());
+    let err = ents.get_entity(get(&a1.secret, &a.id)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    // Revoking again changes nothing.
+    ents.revoke_api_key(authed(v1::RevokeApiKeyRequest { id: id(&a1) }, ADMIN)).await.unwrap();
+
+    // An entity key lists its entity's keys, revoked ones too, without secrets or hashes.
+    let listed = ents
+        .list_api_keys(authed(v1::ListApiKeysRequest { entity_id: a.id.clone() }, &a2.secret))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.api_keys.iter().map(|k| k.id.clone()).collect::<Vec<_>>(), vec![id(&a1), id(&a2), id(&a3)]);
+    assert!(listed.api_keys[0].revoked_at.is_some() && listed.api_keys[1].revoked_at.is_none());
+    let secrets = [&a1, &a2, &a3].map(|k| k.secret.clone());
+    let hashes = secrets.clone().map(|s| huddle_runtime::auth::hash_key(&s));
+    let needles: Vec<&str> = secrets.iter().chain(&hashes).map(String::as_str).collect();
+    assert!(!encoded_contains(&listed, &needles), "ListApiKeys leaks a secret or hash: {listed:?}");
+    // The admin key sees the same list.
+    let by_admin = ents.list_api_keys(authed(v1::ListApiKeysRequest { entity_id: a.id.clone() }, ADMIN)).await.unwrap();
+    assert_eq!(by_admin.into_inner().api_keys.len(), 3);
+
+    // Another entity's keys: NOT_FOUND, listing and revoking alike, and the key keeps working.
+    let err =
+        ents.list_api_keys(authed(v1::ListApiKeysRequest { entity_id: b.id.clone() }, &a2.secret)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = ents.revoke_api_key(authed(v1::RevokeApiKeyRequest { id: id(&b1) }, &a2.secret)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    ents.get_entity(get(&b1.secret, &b.id)).await.unwrap();
+    // Its own entity's keys it may revoke.
+    ents.get_entity(get(&a3.secret, &a.id)).await.unwrap();
+    ents.revoke_api_key(authed(v1::RevokeApiKeyRequest { id: id(&a3) }, &a2.secret)).await.unwrap();
+    assert_eq!(ents.get_entity(get(&a3.secret, &a.id)).await.unwrap_err().code(), Code::Unauthenticated);
+
+    // A use is recorded (in the background, at most once a minute).
+    let mut used = false;
+    for _ in 0..100 {
+        let keys = ents
+            .list_api_keys(authed(v1::ListApiKeysRequest { entity_id: a.id.clone() }, ADMIN))
+            .await
+            .unwrap()
+            .into_inner();
+        if keys.api_keys[1].last_used_at.is_some() {
+            used = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(used, "the use of a key is recorded");
+
+    // Deactivating the entity refuses its keys at once, right after a cached call;
+    // reactivating it lets them in again.
+    ents.get_entity(get(&a2.secret, &a.id)).await.unwrap();
+    let off = v1::UpdateEntityRequest { id: a.id.clone(), active: Some(false), ..Default::default() };
+    ents.update_entity(authed(off, ADMIN)).await.unwrap();
+    let err = ents.get_entity(get(&a2.secret, &a.id)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    ents.get_entity(get(&b1.secret, &b.id)).await.unwrap();
+    let on = v1::UpdateEntityRequest { id: a.id.clone(), active: Some(true), ..Default::default() };
+    ents.update_entity(authed(on, ADMIN)).await.unwrap();
+    ents.get_entity(get(&a2.secret, &a.id)).await.unwrap();
+    assert_eq!(ents.get_entity(get(&a1.secret, &a.id)).await.unwrap_err().code(), Code::Unauthenticated);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_grpc_paths_count_as_other() {
+    use tower_service::Service;
+    let n = node().await;
+    let mut ch = n.channel().await;
+    let made_up = format!("huddle.v1.Made{}", huddle_core::new_id().replace('-', ""));
+    for path in [format!("/{made_up}/Anything"), format!("/zz{made_up}/X")] {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", n.addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(tonic::body::Body::empty())
+            .unwrap();
+        futures::future::poll_fn(|cx| ch.poll_ready(cx)).await.unwrap();
+        let resp = ch.call(req).await.unwrap();
+        assert_eq!(resp.headers().get("grpc-status").map(|v| v.to_str().unwrap()), Some("12"), "{path}");
+    }
+    let (_, body) = n.http_get("/metrics").await;
+    assert!(!body.contains(&made_up), "an unknown path became a label: {body}");
+    assert!(body.contains(r#"huddle_grpc_requests_total{method="other",code="12"}"#), "{body}");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn database_errors_reach_clients_as_internal_with_a_request_id() {
+    let n = node().await;
+    let mut ents = EntitiesClient::new(n.channel().await);
+    let e = ents
+        .create_entity(authed(v1::CreateEntityRequest { name: "A".into(), ..Default::default() }, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    // Pull a table out from under the node.
+    let url = format!("sqlite://{}", n._dir.path().join("g.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("ALTER TABLE departments RENAME TO departments_gone").execute(&pool).await.unwrap();
+    pool.close().await;
+
+    let err =
+        ents.list_departments(authed(v1::ListDepartmentsRequest { entity_id: e.id.clone() }, ADMIN)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    let msg = err.message();
+    assert!(msg.contains("request id "), "{msg}");
+    for sqlx_text in ["departments", "no such table", "database", "sqlite", "returned"] {
+        assert!(!msg.to_lowercase().contains(sqlx_text), "the client sees `{sqlx_text}`: {msg}");
+    }
+    n.stop().await;
+}

@@ -183,3 +183,51 @@ async fn sms_goes_through_twilio_and_status_callbacks_update_it() {
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_twilio_leaves_the_account_sid_out_of_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.http = "127.0.0.1:0".parse().unwrap();
+    config.server.admin_key = Some("test-admin-key-0123456789abcdef".into());
+    config.database.url = format!("sqlite://{}", dir.path().join("sms-down.db").display());
+    config.notify.poll_interval_ms = 20;
+    config.notify.twilio.account_sid = Some(SID.into());
+    config.notify.twilio.auth_token = Some(TOKEN.into());
+    config.notify.twilio.from = Some("+15005550006".into());
+    // Nothing listens there: every attempt fails to connect.
+    config.notify.twilio.base_url = format!("http://127.0.0.1:{}", free_port());
+    let server = Server::bind(config).await.unwrap();
+    let rt = server.runtime().clone();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { server.run(stop).await.unwrap() }
+    });
+    let api = rt.admin();
+    let e = crate::common::entity(&api, "Acme", None).await;
+    let sent = api
+        .send_notification(SendRequest {
+            entity_id: e.id.clone(),
+            channel: Some(Channel::Sms),
+            recipients: vec!["+4915112345678".into()],
+            text: Some("hi".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        let n = api.get_notification(&sent.ids[0]).await.unwrap();
+        if let Some(error) = n.last_error {
+            break error;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no attempt within 10 s: {n:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(error.contains("cannot reach Twilio"), "{error}");
+    assert!(!error.contains(SID) && !error.contains(TOKEN), "last_error shows the account: {error}");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+}

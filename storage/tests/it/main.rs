@@ -50,6 +50,7 @@ conformance!(
     invalid_page_tokens,
     department_uniqueness_and_update,
     api_keys,
+    api_key_list_revoke_touch,
     room_create_and_get,
     room_filters,
     room_pagination,

@@ -34,6 +34,8 @@ async fn persists_across_reopen() {
         key_hash: "aa".repeat(32),
         prefix: "hk_aa".into(),
         created_at_ms: 1,
+        last_used_at_ms: None,
+        revoked_at_ms: None,
     };
     store.create_api_key(key.clone()).await.unwrap();
     let mut r = room(&acme.id, "r1", 1_000);

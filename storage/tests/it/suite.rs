@@ -242,6 +242,8 @@ pub async fn api_keys(db: &TestDb) {
         key_hash: "ab".repeat(32),
         prefix: "hk_live_ab".into(),
         created_at_ms: 1_234,
+        last_used_at_ms: None,
+        revoked_at_ms: None,
     };
     assert_eq!(store.create_api_key(key.clone()).await.unwrap(), key);
     let other = ApiKey { id: "key-2".into(), key_hash: "cd".repeat(32), ..key.clone() };
@@ -266,6 +268,60 @@ pub async fn api_keys(db: &TestDb) {
         StorageError::NotFound { what: "entity", ref id } if id == "missing"
     );
     assert_err!(store.find_api_key(&"01".repeat(32)).await, StorageError::NotFound { .. });
+}
+
+pub async fn api_key_list_revoke_touch(db: &TestDb) {
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let globex = entity(store, "Globex").await;
+    let key = |id: &str, entity_id: &str, hash: &str, at: i64| ApiKey {
+        id: id.into(),
+        entity_id: entity_id.into(),
+        key_hash: hash.repeat(32),
+        prefix: format!("hk_{id}"),
+        created_at_ms: at,
+        last_used_at_ms: None,
+        revoked_at_ms: None,
+    };
+    let a1 = store.create_api_key(key("a1", &acme.id, "a1", 1_000)).await.unwrap();
+    let a2 = store.create_api_key(key("a2", &acme.id, "a2", 2_000)).await.unwrap();
+    let g1 = store.create_api_key(key("g1", &globex.id, "b1", 1_500)).await.unwrap();
+
+    // Oldest first, only the entity's own.
+    assert_eq!(store.list_api_keys(&acme.id).await.unwrap(), vec![a1.clone(), a2.clone()]);
+    assert_eq!(store.list_api_keys(&globex.id).await.unwrap(), vec![g1.clone()]);
+    let empty = entity(store, "Empty").await;
+    assert_eq!(store.list_api_keys(&empty.id).await.unwrap(), vec![]);
+    assert_err!(store.list_api_keys("missing").await, StorageError::NotFound { what: "entity", .. });
+    assert_eq!(store.get_api_key("a2").await.unwrap(), a2);
+    assert_err!(store.get_api_key("missing").await, StorageError::NotFound { what: "api key", .. });
+
+    // A use is recorded, and a second one within the minute is not.
+    store.touch_api_key("a1", 100_000).await.unwrap();
+    assert_eq!(store.get_api_key("a1").await.unwrap().last_used_at_ms, Some(100_000));
+    store.touch_api_key("a1", 130_000).await.unwrap();
+    assert_eq!(store.get_api_key("a1").await.unwrap().last_used_at_ms, Some(100_000));
+    store.touch_api_key("a1", 160_000).await.unwrap();
+    assert_eq!(store.get_api_key("a1").await.unwrap().last_used_at_ms, Some(160_000));
+    store.touch_api_key("missing", 160_000).await.unwrap();
+
+    // Revoked: still listed and readable, no longer found by hash; a second
+    // revocation keeps the first time.
+    let revoked = store.revoke_api_key("a1", 200_000).await.unwrap();
+    assert_eq!(revoked.revoked_at_ms, Some(200_000));
+    assert_eq!(revoked.last_used_at_ms, Some(160_000));
+    assert_err!(store.find_api_key(&a1.key_hash).await, StorageError::NotFound { what: "api key", .. });
+    assert_eq!(store.revoke_api_key("a1", 300_000).await.unwrap().revoked_at_ms, Some(200_000));
+    assert_eq!(store.list_api_keys(&acme.id).await.unwrap()[0].revoked_at_ms, Some(200_000));
+    assert_eq!(store.find_api_key(&a2.key_hash).await.unwrap().id, "a2");
+    assert_err!(store.revoke_api_key("missing", 1).await, StorageError::NotFound { what: "api key", .. });
+
+    // An inactive entity's keys are not found by hash; reactivated, they are again.
+    store.update_entity(&acme.id, EntityUpdate { active: Some(false), ..Default::default() }).await.unwrap();
+    assert_err!(store.find_api_key(&a2.key_hash).await, StorageError::NotFound { .. });
+    assert_eq!(store.find_api_key(&g1.key_hash).await.unwrap(), g1);
+    store.update_entity(&acme.id, EntityUpdate { active: Some(true), ..Default::default() }).await.unwrap();
+    assert_eq!(store.find_api_key(&a2.key_hash).await.unwrap(), a2);
 }
 
 pub async fn room_create_and_get(db: &TestDb) {

@@ -29,3 +29,12 @@ async fn each_backend_refuses_the_others_urls() {
     assert_unsupported(PostgresStore::open("sqlite://x.db").await, "sqlite://x.db");
     assert_unsupported(PostgresStore::open_in_schema("mysql://x", "s").await, "mysql://x");
 }
+
+#[tokio::test]
+async fn refused_urls_are_shown_without_credentials() {
+    let url = "mysql://root:hunter2@db/x?sslkey=k";
+    let Err(e) = huddle_storage::open(url).await else { panic!("`{url}` was accepted") };
+    let message = e.to_string();
+    assert!(message.contains("mysql://<redacted>@db/x?<redacted>"), "{message}");
+    assert!(!message.contains("hunter2") && !message.contains("sslkey"), "{message}");
+}
