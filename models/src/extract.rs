@@ -99,7 +99,11 @@ pub fn extract_text(bytes: &[u8], format: DocumentFormat) -> Result<String, Extr
 }
 
 /// The document's text, or an error when it is not readable or exceeds `limits`.
-pub fn extract_text_within(bytes: &[u8], format: DocumentFormat, limits: &ExtractLimits) -> Result<String, ExtractError> {
+pub fn extract_text_within(
+    bytes: &[u8],
+    format: DocumentFormat,
+    limits: &ExtractLimits,
+) -> Result<String, ExtractError> {
     let text = match format {
         DocumentFormat::Text => utf8(bytes)?.replace("\r\n", "\n"),
         DocumentFormat::Markdown => strip_markdown(&utf8(bytes)?.replace("\r\n", "\n")),
@@ -363,7 +367,12 @@ impl Forms<'_> {
     }
 
     /// The work of running `content` (of the page or form with `dict`).
-    fn content_cost(&mut self, dict: &pdf_extract::Dictionary, content: &[u8], depth: usize) -> Result<usize, ExtractError> {
+    fn content_cost(
+        &mut self,
+        dict: &pdf_extract::Dictionary,
+        content: &[u8],
+        depth: usize,
+    ) -> Result<usize, ExtractError> {
         let own = self.xobjects(dict);
         let Ok(ops) = pdf_extract::content::Content::decode(content) else { return Ok(content.len()) };
         let mut work = content.len();

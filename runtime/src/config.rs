@@ -582,7 +582,9 @@ impl Config {
             return invalid("knowledge.max_document_bytes must be above 0");
         }
         if k.job_timeout_ms == 0 || k.pdf_max_extract_ms == 0 || k.pdf_max_decompressed_bytes == 0 {
-            return invalid("knowledge.job_timeout_ms, pdf_max_extract_ms and pdf_max_decompressed_bytes must be above 0");
+            return invalid(
+                "knowledge.job_timeout_ms, pdf_max_extract_ms and pdf_max_decompressed_bytes must be above 0",
+            );
         }
         if k.max_jobs_per_node == 0 || k.max_jobs_per_entity == 0 {
             return invalid("knowledge.max_jobs_per_node and max_jobs_per_entity must be above 0");

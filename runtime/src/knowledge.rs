@@ -112,8 +112,7 @@ impl Jobs {
         }
         state.stats.waiting += 1;
         let per_entity = self.per_entity;
-        state.entities.entry(entity_id.to_string()).or_insert_with(|| (Arc::new(Semaphore::new(per_entity)), 0)).1 +=
-            1;
+        state.entities.entry(entity_id.to_string()).or_insert_with(|| (Arc::new(Semaphore::new(per_entity)), 0)).1 += 1;
         Ok(Ticket { jobs: self.clone(), entity_id: entity_id.to_string(), running: false })
     }
 

@@ -730,11 +730,16 @@ pub async fn knowledge_documents_and_items(db: &TestDb) {
 
     // a completed ingest writes its items and status in one go; ids are increasing
     let items = vec![item(&acme.id, Some("d1"), 0, "alpha"), item(&acme.id, Some("d1"), 1, "beta")];
-    let (d1, ids) = store.finish_document("d1", DocumentStatus::Processing, DocumentStatus::Completed, None, items.clone()).await.unwrap();
+    let (d1, ids) = store
+        .finish_document("d1", DocumentStatus::Processing, DocumentStatus::Completed, None, items.clone())
+        .await
+        .unwrap();
     assert_eq!((d1.status, d1.chunks, ids.len()), (DocumentStatus::Completed, 2, 2));
     assert!(ids[0] < ids[1]);
-    let (d2, none) =
-        store.finish_document("d2", Processing, DocumentStatus::Failed, Some("not a PDF".into()), vec![]).await.unwrap();
+    let (d2, none) = store
+        .finish_document("d2", Processing, DocumentStatus::Failed, Some("not a PDF".into()), vec![])
+        .await
+        .unwrap();
     assert_eq!((d2.status, d2.error.as_deref(), none.len()), (DocumentStatus::Failed, Some("not a PDF"), 0));
     let got = store.get_knowledge_items(&ids).await.unwrap();
     let mut got_items: Vec<_> = got.iter().map(|k| k.item.clone()).collect();
