@@ -58,6 +58,10 @@ pub struct Document {
     pub error: Option<String>,
     /// Chunks indexed (0 until completed).
     pub chunks: u32,
+    /// The node that runs (or ran) the ingest job; at start-up a node fails only its
+    /// own interrupted jobs. `None` for documents from before nodes were recorded.
+    #[serde(default)]
+    pub node_id: Option<String>,
     pub created_at_ms: Millis,
     pub updated_at_ms: Millis,
 }

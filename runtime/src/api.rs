@@ -639,6 +639,7 @@ impl Api {
             status: DocumentStatus::Processing,
             error: None,
             chunks: 0,
+            node_id: None,
             created_at_ms: now,
             updated_at_ms: now,
         };

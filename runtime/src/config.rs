@@ -111,8 +111,9 @@ impl LiveKitConfig {
 pub struct NotifyConfig {
     /// Whether this node delivers notifications (sending is accepted either way).
     pub enabled: bool,
-    /// This node's name in outbox claims. Unset: the host name. Nodes sharing a
-    /// database need different names; a restarted node takes back its own claims.
+    /// This node's name in outbox claims and on the ingest jobs it runs. Unset: the
+    /// host name. Nodes sharing a database need different names; a restarted node
+    /// takes back its own claims and fails its own interrupted ingest jobs.
     pub node_id: Option<String>,
     /// Delays before each attempt, comma-separated (`0s,5s,5m,30m,2h,5h,10h,10h`:
     /// 8 attempts). Each gets up to 20% jitter; a `Retry-After` can only lengthen it.
@@ -331,6 +332,20 @@ pub struct KnowledgeConfig {
     pub suggestions_per_segment: usize,
     /// The same chunk is not suggested again in a room within this time.
     pub suggestion_cooldown_ms: u64,
+    /// An ingest job not finished this long after it was accepted (queueing included)
+    /// is FAILED with the reason, in milliseconds (5 min).
+    pub job_timeout_ms: u64,
+    /// Ingest jobs this node runs at once; more wait their turn.
+    pub max_jobs_per_node: usize,
+    /// Ingest jobs of one entity this node runs at once; more wait their turn.
+    pub max_jobs_per_entity: usize,
+    /// Accepted ingest jobs waiting for their turn on this node at most (each holds its
+    /// upload in memory); beyond, uploads are refused (RESOURCE_EXHAUSTED) until jobs finish.
+    pub max_queued_jobs: usize,
+    /// Bytes a PDF's streams may inflate to, all together; a bigger PDF is FAILED (64 MiB).
+    pub pdf_max_decompressed_bytes: usize,
+    /// How long reading one PDF's text may take, in milliseconds (30 s).
+    pub pdf_max_extract_ms: u64,
 }
 
 impl Default for KnowledgeConfig {
@@ -348,6 +363,12 @@ impl Default for KnowledgeConfig {
             suggestion_min_score: 0.4,
             suggestions_per_segment: 1,
             suggestion_cooldown_ms: 300_000,
+            job_timeout_ms: 300_000,
+            max_jobs_per_node: 2,
+            max_jobs_per_entity: 1,
+            max_queued_jobs: 16,
+            pdf_max_decompressed_bytes: 64 * 1024 * 1024,
+            pdf_max_extract_ms: 30_000,
         }
     }
 }
@@ -576,6 +597,14 @@ impl Config {
         }
         if k.max_document_bytes == 0 {
             return invalid("knowledge.max_document_bytes must be above 0");
+        }
+        if k.job_timeout_ms == 0 || k.pdf_max_extract_ms == 0 || k.pdf_max_decompressed_bytes == 0 {
+            return invalid(
+                "knowledge.job_timeout_ms, pdf_max_extract_ms and pdf_max_decompressed_bytes must be above 0",
+            );
+        }
+        if k.max_jobs_per_node == 0 || k.max_jobs_per_entity == 0 {
+            return invalid("knowledge.max_jobs_per_node and max_jobs_per_entity must be above 0");
         }
         let lk = &self.livekit;
         let set = [lk.url.is_some(), lk.api_key.is_some(), lk.api_secret.is_some()];

@@ -1,6 +1,12 @@
 //! The runtime's knowledge service: the embedding model and its batching actor (loaded
 //! on first use, fetched then if allowed), one `KnowledgeActor` per entity, document
 //! ingest jobs, search, and the live suggestions made from transcript segments.
+//!
+//! Ingest jobs are bounded: at most `max_jobs_per_node` run at once on a node and
+//! `max_jobs_per_entity` per entity; more wait their turn (at most `max_queued_jobs`
+//! wait, beyond which uploads are refused), and a job not finished `job_timeout_ms`
+//! after it was accepted is FAILED with the reason. Each job records this node's id,
+//! so that at start-up a node fails only the jobs it was running.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,12 +22,12 @@ use huddle_actors::room_supervisor::find_room;
 use huddle_core::{Document, DocumentStatus, ItemKind, NewKnowledgeItem, Room, TranscriptSegment};
 use huddle_models::chunk::{ChunkConfig, chunk_text};
 use huddle_models::embed::{EMBEDDING_DIM, Embedder};
-use huddle_models::extract::{DocumentFormat, extract_text};
+use huddle_models::extract::{DocumentFormat, ExtractLimits, extract_text_within};
 use huddle_models::fetch;
 use huddle_models::index::{self, Hit, SearchFilter};
 use huddle_storage::DynStore;
 use ractor::{Actor, ActorRef};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use crate::config::KnowledgeConfig;
@@ -32,11 +38,123 @@ type Result<T> = std::result::Result<T, ApiError>;
 pub(crate) struct Knowledge {
     config: KnowledgeConfig,
     namespace: String,
+    /// This node's name, recorded on the ingest jobs it runs.
+    node_id: String,
     store: DynStore,
     model: OnceCell<Arc<Embedder>>,
     embedder: Mutex<Option<ActorRef<EmbedderMsg>>>,
     /// Knowledge actors spawned by this runtime, to stop (and snapshot) at shutdown.
     actors: Mutex<HashMap<String, ActorRef<KnowledgeMsg>>>,
+    jobs: Arc<Jobs>,
+}
+
+/// This node's ingest jobs: the slots they take turns on, and counters.
+struct Jobs {
+    node: Arc<Semaphore>,
+    per_entity: usize,
+    max_waiting: usize,
+    state: Mutex<JobsState>,
+}
+
+#[derive(Default)]
+struct JobsState {
+    /// Each entity with jobs on this node: its slots and how many jobs hold a ticket.
+    entities: HashMap<String, (Arc<Semaphore>, usize)>,
+    stats: IngestStats,
+}
+
+/// This node's ingest jobs at a glance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Jobs extracting, chunking or embedding now.
+    pub running: usize,
+    /// Accepted jobs waiting for a slot.
+    pub waiting: usize,
+    /// The most jobs that ran at once since the node started.
+    pub peak_running: usize,
+    /// The most jobs of one entity that ran at once since the node started.
+    pub peak_running_per_entity: usize,
+}
+
+/// An accepted job's place on the node: counted as waiting, then as running.
+struct Ticket {
+    jobs: Arc<Jobs>,
+    entity_id: String,
+    running: bool,
+}
+
+/// The slots a running job holds (given back when the job, or its blocking extraction
+/// if that outlives a timeout, ends).
+struct Slots {
+    _entity: OwnedSemaphorePermit,
+    _node: OwnedSemaphorePermit,
+}
+
+impl Jobs {
+    fn new(config: &KnowledgeConfig) -> Self {
+        Jobs {
+            node: Arc::new(Semaphore::new(config.max_jobs_per_node.max(1))),
+            per_entity: config.max_jobs_per_entity.max(1),
+            max_waiting: config.max_queued_jobs,
+            state: Mutex::new(JobsState::default()),
+        }
+    }
+
+    /// A ticket for a new job, unless too many are waiting already.
+    fn ticket(self: &Arc<Self>, entity_id: &str) -> Result<Ticket> {
+        let mut state = self.state.lock().unwrap();
+        if state.stats.waiting >= self.max_waiting {
+            return Err(ApiError::ResourceExhausted(format!(
+                "this node already has {} ingest jobs waiting (knowledge.max_queued_jobs): upload again when some \
+                 have finished",
+                state.stats.waiting
+            )));
+        }
+        state.stats.waiting += 1;
+        let per_entity = self.per_entity;
+        state.entities.entry(entity_id.to_string()).or_insert_with(|| (Arc::new(Semaphore::new(per_entity)), 0)).1 += 1;
+        Ok(Ticket { jobs: self.clone(), entity_id: entity_id.to_string(), running: false })
+    }
+
+    fn stats(&self) -> IngestStats {
+        self.state.lock().unwrap().stats
+    }
+}
+
+impl Ticket {
+    /// Waits for a slot of the entity, then one of the node (in that order, so that a
+    /// node slot never waits on an entity).
+    async fn slots(&mut self) -> Slots {
+        let entity = self.jobs.state.lock().unwrap().entities[&self.entity_id].0.clone();
+        let entity = entity.acquire_owned().await.expect("job slots are never closed");
+        let node = self.jobs.node.clone().acquire_owned().await.expect("job slots are never closed");
+        let mut state = self.jobs.state.lock().unwrap();
+        let stats = &mut state.stats;
+        stats.waiting -= 1;
+        stats.running += 1;
+        stats.peak_running = stats.peak_running.max(stats.running);
+        let of_entity = self.jobs.per_entity - state.entities[&self.entity_id].0.available_permits();
+        state.stats.peak_running_per_entity = state.stats.peak_running_per_entity.max(of_entity);
+        self.running = true;
+        Slots { _entity: entity, _node: node }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut state = self.jobs.state.lock().unwrap();
+        if self.running {
+            state.stats.running -= 1;
+        } else {
+            state.stats.waiting -= 1;
+        }
+        if let Some(e) = state.entities.get_mut(&self.entity_id) {
+            e.1 -= 1;
+            if e.1 == 0 {
+                state.entities.remove(&self.entity_id);
+            }
+        }
+    }
 }
 
 /// A search hit with its item's text and origin.
@@ -50,15 +168,22 @@ pub struct SearchHit {
 }
 
 impl Knowledge {
-    pub fn new(config: KnowledgeConfig, namespace: String, store: DynStore) -> Self {
+    pub fn new(config: KnowledgeConfig, namespace: String, node_id: String, store: DynStore) -> Self {
         Knowledge {
+            jobs: Arc::new(Jobs::new(&config)),
             config,
             namespace,
+            node_id,
             store,
             model: OnceCell::new(),
             embedder: Mutex::new(None),
             actors: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This node's ingest jobs at a glance.
+    pub fn ingest_stats(&self) -> IngestStats {
+        self.jobs.stats()
     }
 
     pub fn config(&self) -> &KnowledgeConfig {
@@ -181,23 +306,45 @@ impl Knowledge {
         actor.cast(KnowledgeMsg::Add { items: batch }).map_err(|e| Self::unavailable(e.to_string()))
     }
 
-    /// Creates the document (PROCESSING) and runs its ingest job in the background.
+    /// Creates the document (PROCESSING, on this node) and runs its ingest job in the
+    /// background, when a slot is free; refused when too many jobs wait already.
     pub async fn ingest(self: &Arc<Self>, mut doc: Document, bytes: Vec<u8>) -> Result<Document> {
         let format = DocumentFormat::detect(&doc.content_type, &doc.filename)
             .map_err(|e| ApiError::invalid("content_type", e.to_string()))?;
         doc.content_type = format.content_type().to_string();
+        doc.node_id = Some(self.node_id.clone());
         // load the model now, so that a missing model is an error for the caller
         self.model().await?;
+        let mut ticket = self.jobs.ticket(&doc.entity_id)?;
+        let timeout = Duration::from_millis(self.config.job_timeout_ms);
+        let deadline = tokio::time::Instant::now() + timeout;
         let doc = self.store.create_document(doc).await?;
         let this = self.clone();
         let job = doc.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let (status, error, items) = match this.prepare(&job, format, bytes).await {
-                Ok(items) => (DocumentStatus::Completed, None, items),
-                Err(e) => (DocumentStatus::Failed, Some(e.to_string()), Vec::new()),
+            let run = async {
+                let slots = ticket.slots().await;
+                this.prepare(&job, format, bytes, slots, deadline).await
             };
-            match this.store.finish_document(&job.id, status, error.clone(), items.clone()).await {
+            let (status, error, items) = match tokio::time::timeout_at(deadline, run).await {
+                Ok(Ok(items)) => (DocumentStatus::Completed, None, items),
+                Ok(Err(e)) => (DocumentStatus::Failed, Some(e.to_string()), Vec::new()),
+                Err(_) => {
+                    let m = format!(
+                        "the ingest job did not finish within {} ms (knowledge.job_timeout_ms, waiting for a slot \
+                         included): split the document, or raise the limit",
+                        timeout.as_millis()
+                    );
+                    (DocumentStatus::Failed, Some(m), Vec::new())
+                }
+            };
+            drop(ticket);
+            let finished = this
+                .store
+                .finish_document(&job.id, DocumentStatus::Processing, status, error.clone(), items.clone())
+                .await;
+            match finished {
                 Ok((_, ids)) => {
                     if let Err(e) = this.index_items(&job.entity_id, &ids, items).await {
                         warn!(document_id = %job.id, error = %e, "document stored but not indexed until restart");
@@ -211,23 +358,39 @@ impl Knowledge {
                         "ingest job finished"
                     );
                 }
-                Err(e) => warn!(document_id = %job.id, error = %e, "ingest job could not record its result"),
+                Err(e) => warn!(document_id = %job.id, error = %e, "ingest job result not recorded"),
             }
         });
         Ok(doc)
     }
 
-    /// Extract, chunk, embed.
-    async fn prepare(&self, doc: &Document, format: DocumentFormat, bytes: Vec<u8>) -> Result<Vec<NewKnowledgeItem>> {
+    /// Extract, chunk, embed. The extraction runs on the blocking pool and holds the
+    /// job's slots until it returns, even past a timeout, so that abandoned work still
+    /// counts against the node's bound.
+    async fn prepare(
+        &self,
+        doc: &Document,
+        format: DocumentFormat,
+        bytes: Vec<u8>,
+        slots: Slots,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<NewKnowledgeItem>> {
         let model = self.model().await?;
         let chunking = ChunkConfig { max_tokens: self.config.chunk_tokens, overlap_tokens: self.config.chunk_overlap };
-        let chunks = tokio::task::spawn_blocking(move || {
-            let text = extract_text(&bytes, format).map_err(|e| e.to_string())?;
-            Ok::<_, String>(chunk_text(model.tokenizer(), &text, &chunking))
+        let limits = ExtractLimits {
+            pdf_max_decompressed_bytes: self.config.pdf_max_decompressed_bytes,
+            pdf_max_time: Duration::from_millis(self.config.pdf_max_extract_ms)
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+        };
+        let (slots, chunks) = tokio::task::spawn_blocking(move || {
+            let chunks = extract_text_within(&bytes, format, &limits)
+                .map(|text| chunk_text(model.tokenizer(), &text, &chunking))
+                .map_err(|e| e.to_string());
+            (slots, chunks)
         })
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::FailedPrecondition)?;
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let chunks = chunks.map_err(ApiError::FailedPrecondition)?;
         let mut items = Vec::with_capacity(chunks.len());
         for group in chunks.chunks(self.config.embed_max_batch.max(1)) {
             let vectors = self.embed(group.iter().map(|c| c.text.clone()).collect()).await?;
@@ -246,6 +409,7 @@ impl Knowledge {
                 });
             }
         }
+        drop(slots);
         Ok(items)
     }
 

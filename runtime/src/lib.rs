@@ -87,7 +87,7 @@ pub use error::{ApiError, RuntimeError};
 pub use http::InboundWebhook;
 /// Durations as the configuration writes them: `500ms`, `5s`, `5m`, `6h`, `2d`.
 pub use huddle_actors::notify::schedule::parse_duration;
-pub use knowledge::SearchHit;
+pub use knowledge::{IngestStats, SearchHit};
 pub use notify::{NewEndpoint, SendRequest, Sent};
 pub use speech::{AudioStream, MAX_AUDIO_CHUNK_BYTES};
 
@@ -188,6 +188,11 @@ impl Runtime {
     /// is missing and allowed).
     pub async fn warm_up_knowledge(&self) -> Result<(), ApiError> {
         self.inner.knowledge.model().await.map(|_| ())
+    }
+
+    /// This node's ingest jobs: running, waiting, and the peaks since start.
+    pub fn ingest_stats(&self) -> IngestStats {
+        self.inner.knowledge.ingest_stats()
     }
 
     /// Loads the speech model and starts the decoder pool now rather than on the first
@@ -346,11 +351,15 @@ impl RuntimeBuilder {
             }
         };
         let namespace = format!("rt-{}", &huddle_core::new_id()[24..]);
-        let interrupted = store.fail_interrupted_documents().await?;
+        // this node's jobs, and those of nodes gone for longer than any job may take
+        let node_id = self.notify.node_id.clone().unwrap_or_else(notify::default_node_id);
+        let stale_ms = knowledge_config.job_timeout_ms.saturating_add(60_000).min(i64::MAX as u64) as i64;
+        let interrupted = store.fail_interrupted_documents(&node_id, huddle_core::now_ms() - stale_ms).await?;
         if interrupted > 0 {
-            tracing::warn!(documents = interrupted, "ingest jobs interrupted by the last stop were marked FAILED");
+            tracing::warn!(documents = interrupted, %node_id, "ingest jobs interrupted by the last stop were marked FAILED");
         }
-        let knowledge = Arc::new(knowledge::Knowledge::new(knowledge_config, namespace.clone(), store.clone()));
+        let knowledge =
+            Arc::new(knowledge::Knowledge::new(knowledge_config, namespace.clone(), node_id, store.clone()));
         let listener: Arc<dyn huddle_actors::room::SegmentListener> = Arc::new(knowledge::SuggestionListener {
             knowledge: Arc::downgrade(&knowledge),
             namespace: namespace.clone(),

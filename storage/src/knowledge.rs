@@ -32,6 +32,7 @@ pub(crate) struct DocumentRow {
     status: String,
     error: Option<String>,
     chunks: i64,
+    node_id: Option<String>,
     created_at_ms: i64,
     updated_at_ms: i64,
 }
@@ -52,6 +53,7 @@ impl TryFrom<DocumentRow> for Document {
             content_type: r.content_type,
             sha256: r.sha256,
             error: r.error,
+            node_id: r.node_id,
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,
         })
@@ -102,7 +104,7 @@ impl TryFrom<ItemRow> for KnowledgeItem {
 }
 
 const DOCUMENT_COLUMNS: &str = "id, entity_id, department_id, filename, content_type, bytes, sha256, status, error, \
-                                chunks, created_at_ms, updated_at_ms";
+                                chunks, node_id, created_at_ms, updated_at_ms";
 const ITEM_COLUMNS: &str = "id, entity_id, kind, department_id, document_id, chunk_index, room_id, segment_seq, \
                             participant_id, text, vector, created_at_ms";
 
@@ -128,7 +130,7 @@ where
 {
     pub async fn create_document(&self, doc: Document) -> Result<Document> {
         let result = sqlx::query(&format!(
-            "INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(&doc.id)
         .bind(&doc.entity_id)
@@ -140,6 +142,7 @@ where
         .bind(doc.status.as_str())
         .bind(&doc.error)
         .bind(i64::from(doc.chunks))
+        .bind(&doc.node_id)
         .bind(doc.created_at_ms)
         .bind(doc.updated_at_ms)
         .execute(&self.pool)
@@ -182,33 +185,44 @@ where
         Ok(page::assemble(convert(rows)?, size, document_cursor))
     }
 
-    /// Records the outcome of an ingest job: the items (for a completed one) and the
-    /// document's status, in one transaction. Returns the items' ids.
+    /// Records the outcome of an ingest job: the document's status and (for a completed
+    /// one) its items, in one transaction, provided the document is still `expected`.
+    /// Returns the items' ids. A document deleted meanwhile is NotFound; one whose status
+    /// changed meanwhile (failed at a node's start-up, say) is a Precondition error, and
+    /// nothing is written.
     pub async fn finish_document(
         &self,
         id: &str,
+        expected: DocumentStatus,
         status: DocumentStatus,
         error: Option<String>,
         items: Vec<NewKnowledgeItem>,
     ) -> Result<(Document, Vec<u64>)> {
         let mut tx = self.begin_write().await?;
-        let mut ids = Vec::with_capacity(items.len());
-        for item in &items {
-            ids.push(Self::insert_item(&mut tx, item).await?);
-        }
         let updated: Option<String> = sqlx::query_scalar(
             "UPDATE documents SET status = $2, error = $3, chunks = $4, updated_at_ms = $5 WHERE id = $1 \
-             RETURNING id",
+             AND status = $6 RETURNING id",
         )
         .bind(id)
         .bind(status.as_str())
         .bind(&error)
         .bind(items.len() as i64)
         .bind(now_ms())
+        .bind(expected.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         if updated.is_none() {
-            return Err(not_found("document", id));
+            drop(tx);
+            let now = self.get_document(id).await?;
+            return Err(StorageError::Precondition(format!(
+                "document `{id}` is {}, not {expected}: its ingest job was ended elsewhere (a node's start-up \
+                 fails the jobs it was running); ingest the document again if needed",
+                now.status
+            )));
+        }
+        let mut ids = Vec::with_capacity(items.len());
+        for item in &items {
+            ids.push(Self::insert_item(&mut tx, item).await?);
         }
         tx.commit().await?;
         Ok((self.get_document(id).await?, ids))
@@ -233,15 +247,21 @@ where
         ids.into_iter().map(|i| to_u64(i, "knowledge_items.id")).collect()
     }
 
-    /// Marks documents left PROCESSING by a node that stopped as FAILED.
-    pub async fn fail_interrupted_documents(&self) -> Result<u64> {
+    /// Marks FAILED the documents left PROCESSING by `node_id` (its jobs interrupted by
+    /// its last stop), by no recorded node (from before nodes were recorded), or by any
+    /// node before `stale_before_ms` (a node that never came back: no job outlives its
+    /// timeout). Jobs that other nodes are running are left alone. Returns how many.
+    pub async fn fail_interrupted_documents(&self, node_id: &str, stale_before_ms: i64) -> Result<u64> {
         let failed: Vec<String> = sqlx::query_scalar(
-            "UPDATE documents SET status = $1, error = $2, updated_at_ms = $3 WHERE status = $4 RETURNING id",
+            "UPDATE documents SET status = $1, error = $2, updated_at_ms = $3 WHERE status = $4 \
+             AND (node_id = $5 OR node_id IS NULL OR created_at_ms < $6) RETURNING id",
         )
         .bind(DocumentStatus::Failed.as_str())
-        .bind("ingest was interrupted by a restart: ingest the document again")
+        .bind("ingest was interrupted by a restart of its node: ingest the document again")
         .bind(now_ms())
         .bind(DocumentStatus::Processing.as_str())
+        .bind(node_id)
+        .bind(stale_before_ms)
         .fetch_all(&self.pool)
         .await?;
         Ok(failed.len() as u64)

@@ -256,19 +256,23 @@ pub trait KnowledgeStore: Send + Sync {
     async fn get_document(&self, id: &str) -> Result<Document>;
     /// One page of an entity's documents, oldest first.
     async fn list_documents(&self, entity_id: &str, page: PageRequest) -> Result<Page<Document>>;
-    /// Records an ingest job's outcome and its items in one transaction; returns the
-    /// items' ids.
+    /// Records an ingest job's outcome and its items in one transaction, if the document
+    /// is still `expected` (else NotFound, or Precondition naming its status, and nothing
+    /// is written); returns the items' ids.
     async fn finish_document(
         &self,
         id: &str,
+        expected: DocumentStatus,
         status: DocumentStatus,
         error: Option<String>,
         items: Vec<NewKnowledgeItem>,
     ) -> Result<(Document, Vec<u64>)>;
     /// Deletes a document and its items; returns the removed items' ids.
     async fn delete_document(&self, id: &str) -> Result<Vec<u64>>;
-    /// Marks documents left PROCESSING by a stopped node as FAILED; returns how many.
-    async fn fail_interrupted_documents(&self) -> Result<u64>;
+    /// Marks FAILED the documents left PROCESSING by `node_id` (stopped while running
+    /// them), by no recorded node, or by any node before `stale_before_ms` (a node that
+    /// never came back); other nodes' running jobs are untouched. Returns how many.
+    async fn fail_interrupted_documents(&self, node_id: &str, stale_before_ms: i64) -> Result<u64>;
     async fn add_knowledge_items(&self, items: Vec<NewKnowledgeItem>) -> Result<Vec<u64>>;
     /// The items with these ids that exist, in any order.
     async fn get_knowledge_items(&self, ids: &[u64]) -> Result<Vec<KnowledgeItem>>;

@@ -979,17 +979,18 @@ macro_rules! forward_store_traits {
             async fn finish_document(
                 &self,
                 id: &str,
+                expected: huddle_core::DocumentStatus,
                 status: huddle_core::DocumentStatus,
                 error: Option<String>,
                 items: Vec<huddle_core::NewKnowledgeItem>,
             ) -> Result<(huddle_core::Document, Vec<u64>)> {
-                self.sql.finish_document(id, status, error, items).await
+                self.sql.finish_document(id, expected, status, error, items).await
             }
             async fn delete_document(&self, id: &str) -> Result<Vec<u64>> {
                 self.sql.delete_document(id).await
             }
-            async fn fail_interrupted_documents(&self) -> Result<u64> {
-                self.sql.fail_interrupted_documents().await
+            async fn fail_interrupted_documents(&self, node_id: &str, stale_before_ms: i64) -> Result<u64> {
+                self.sql.fail_interrupted_documents(node_id, stale_before_ms).await
             }
             async fn add_knowledge_items(&self, items: Vec<huddle_core::NewKnowledgeItem>) -> Result<Vec<u64>> {
                 self.sql.add_knowledge_items(items).await

@@ -472,3 +472,140 @@ mod grpc {
         tokio::time::timeout(std::time::Duration::from_secs(10), task).await.unwrap().unwrap();
     }
 }
+
+/// A runtime on `dir`'s database, as node `node`, with `tune` applied to the knowledge
+/// settings.
+async fn node(dir: &Path, node: &str, tune: impl FnOnce(&mut KnowledgeConfig)) -> Runtime {
+    let mut cfg = tokio::task::spawn_blocking(|| config(None)).await.unwrap();
+    tune(&mut cfg);
+    let url = format!("sqlite://{}", dir.join("kb.db").display());
+    let notify = huddle_runtime::NotifyConfig { node_id: Some(node.into()), ..Default::default() };
+    Runtime::builder().database_url(url).knowledge(cfg).notify(notify).build().await.unwrap()
+}
+
+async fn finished(api: &Api, id: &str) -> huddle_core::Document {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = api.get_ingest_job(id).await.unwrap();
+        if d.status != DocumentStatus::Processing {
+            return d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "ingest did not finish: {d:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_jobs_take_turns_per_entity_and_per_node() {
+    let dir = tempfile::tempdir().unwrap();
+    // each embedding waits a second for company, so every job lasts that long at least
+    let rt = node(dir.path(), "node-a", |k| {
+        (k.max_jobs_per_node, k.max_jobs_per_entity, k.max_queued_jobs, k.embed_max_wait_ms) = (2, 1, 3, 1_000);
+        k.pdf_max_decompressed_bytes = 1024 * 1024;
+    })
+    .await;
+    let api = rt.admin();
+    let docs = [REFUNDS, SECURITY, ONBOARDING, "Invoices are sent on the first day of each month."];
+
+    // one entity: its jobs run one at a time, the others wait; past max_queued_jobs, uploads are refused
+    let acme = entity(&api, "Acme", None).await;
+    let first = api.ingest_document(upload(&acme.id, None, "d0.md"), docs[0].as_bytes().to_vec()).await.unwrap();
+    let rt2 = rt.clone();
+    eventually("the first job runs", move || {
+        let s = rt2.ingest_stats();
+        async move { s.running == 1 && s.waiting == 0 }
+    })
+    .await;
+    let mut ids = vec![first.id];
+    for (i, text) in docs[1..].iter().enumerate() {
+        let d = api.ingest_document(upload(&acme.id, None, &format!("d{}.md", i + 1)), text.as_bytes().to_vec());
+        ids.push(d.await.unwrap().id);
+    }
+    let stats = rt.ingest_stats();
+    assert_eq!((stats.running, stats.waiting), (1, 3), "one entity, one job at a time: {stats:?}");
+    let e = api.ingest_document(upload(&acme.id, None, "more.md"), b"One too many.".to_vec()).await.unwrap_err();
+    assert!(matches!(&e, ApiError::ResourceExhausted(m) if m.contains("max_queued_jobs")), "{e}");
+    for id in &ids {
+        assert_eq!(finished(&api, id).await.status, DocumentStatus::Completed);
+    }
+    assert_eq!(rt.ingest_stats().peak_running, 1);
+
+    // three entities: two jobs at once on the node, one per entity
+    let mut ids = Vec::new();
+    for name in ["B", "C", "D"] {
+        let e = entity(&api, name, None).await;
+        for text in &docs[..1] {
+            ids.push(api.ingest_document(upload(&e.id, None, "x.md"), text.as_bytes().to_vec()).await.unwrap().id);
+        }
+    }
+    for id in &ids {
+        assert_eq!(finished(&api, id).await.status, DocumentStatus::Completed);
+    }
+    let stats = rt.ingest_stats();
+    assert_eq!((stats.peak_running, stats.peak_running_per_entity), (2, 1), "{stats:?}");
+    assert_eq!((stats.running, stats.waiting), (0, 0), "{stats:?}");
+
+    // a PDF bomb: a small file whose content stream inflates past the bound
+    let bomb = huddle_models::extract::deflate(&vec![b' '; 2 * 1024 * 1024]);
+    let pdf = huddle_models::extract::pdf_with_content("/Filter /FlateDecode", &bomb, &[]);
+    assert!(pdf.len() < 16 * 1024);
+    let failed = ingest(&api, upload(&acme.id, None, "bomb.pdf"), &pdf).await;
+    assert_eq!(failed.status, DocumentStatus::Failed);
+    assert!(failed.error.as_deref().unwrap_or_default().contains("inflates past 1048576 bytes"), "{failed:?}");
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_its_timeout_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // the embedding alone waits a second for company: the job cannot finish in 50 ms
+    let rt = node(dir.path(), "node-a", |k| (k.job_timeout_ms, k.embed_max_wait_ms) = (50, 1_000)).await;
+    let api = rt.admin();
+    let acme = entity(&api, "Acme", None).await;
+    let failed = ingest(&api, upload(&acme.id, None, "refunds.md"), REFUNDS.as_bytes()).await;
+    assert_eq!((failed.status, failed.chunks), (DocumentStatus::Failed, 0));
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("did not finish within 50 ms") && error.contains("job_timeout_ms"), "{error}");
+    let stats = rt.ingest_stats();
+    assert_eq!((stats.running, stats.waiting), (0, 0), "{stats:?}");
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_fails_only_its_own_interrupted_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = node(dir.path(), "node-a", |_| {}).await;
+    let acme = entity(&rt.admin(), "Acme", None).await;
+    let now = huddle_core::now_ms();
+    for (id, node) in [("job-a", "node-a"), ("job-b", "node-b")] {
+        let doc = huddle_core::Document {
+            id: id.into(),
+            entity_id: acme.id.clone(),
+            department_id: None,
+            filename: format!("{id}.md"),
+            content_type: "text/markdown".into(),
+            bytes: 1,
+            sha256: "00".repeat(32),
+            status: DocumentStatus::Processing,
+            error: None,
+            chunks: 0,
+            node_id: Some(node.into()),
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        rt.store().create_document(doc).await.unwrap();
+    }
+    rt.shutdown().await;
+
+    // node-a restarts: its job was interrupted; node-b's is still running elsewhere
+    let rt = node(dir.path(), "node-a", |_| {}).await;
+    let api = rt.admin();
+    let a = api.get_ingest_job("job-a").await.unwrap();
+    assert_eq!(a.status, DocumentStatus::Failed);
+    assert!(a.error.unwrap().contains("interrupted by a restart"));
+    assert_eq!(api.get_ingest_job("job-b").await.unwrap().status, DocumentStatus::Processing);
+    rt.shutdown().await;
+    let rt = node(dir.path(), "node-b", |_| {}).await;
+    assert_eq!(rt.admin().get_ingest_job("job-b").await.unwrap().status, DocumentStatus::Failed);
+    rt.shutdown().await;
+}

@@ -62,6 +62,7 @@ conformance!(
     room_routing_cursors,
     transcript_segments_round_trip_and_page,
     knowledge_documents_and_items,
+    ingest_jobs_of_several_nodes,
     corrupt_values_are_errors,
     reopen_sees_committed_data,
     outbox_enqueue_claim_record,

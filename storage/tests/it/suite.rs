@@ -751,6 +751,7 @@ fn doc(id: &str, entity_id: &str, department_id: Option<&str>, at: i64) -> huddl
         status: huddle_core::DocumentStatus::Processing,
         error: None,
         chunks: 0,
+        node_id: Some("node-a".into()),
         created_at_ms: at,
         updated_at_ms: at,
     }
@@ -772,7 +773,7 @@ fn item(entity_id: &str, document_id: Option<&str>, chunk: u32, text: &str) -> h
 }
 
 pub async fn knowledge_documents_and_items(db: &TestDb) {
-    use huddle_core::DocumentStatus;
+    use huddle_core::DocumentStatus::{self, Processing};
     let store = db.store();
     let acme = entity(store, "Acme").await;
     let other = entity(store, "Other").await;
@@ -785,11 +786,16 @@ pub async fn knowledge_documents_and_items(db: &TestDb) {
 
     // a completed ingest writes its items and status in one go; ids are increasing
     let items = vec![item(&acme.id, Some("d1"), 0, "alpha"), item(&acme.id, Some("d1"), 1, "beta")];
-    let (d1, ids) = store.finish_document("d1", DocumentStatus::Completed, None, items.clone()).await.unwrap();
+    let (d1, ids) = store
+        .finish_document("d1", DocumentStatus::Processing, DocumentStatus::Completed, None, items.clone())
+        .await
+        .unwrap();
     assert_eq!((d1.status, d1.chunks, ids.len()), (DocumentStatus::Completed, 2, 2));
     assert!(ids[0] < ids[1]);
-    let (d2, none) =
-        store.finish_document("d2", DocumentStatus::Failed, Some("not a PDF".into()), vec![]).await.unwrap();
+    let (d2, none) = store
+        .finish_document("d2", Processing, DocumentStatus::Failed, Some("not a PDF".into()), vec![])
+        .await
+        .unwrap();
     assert_eq!((d2.status, d2.error.as_deref(), none.len()), (DocumentStatus::Failed, Some("not a PDF"), 0));
     let got = store.get_knowledge_items(&ids).await.unwrap();
     let mut got_items: Vec<_> = got.iter().map(|k| k.item.clone()).collect();
@@ -818,10 +824,71 @@ pub async fn knowledge_documents_and_items(db: &TestDb) {
     assert!(again[0] > ids[1].max(other_ids[0]), "ids are never reused");
 
     // an interrupted ingest is failed at start-up
-    assert_eq!(store.fail_interrupted_documents().await.unwrap(), 2); // d3, o1
+    assert_eq!(store.fail_interrupted_documents("node-a", 0).await.unwrap(), 2); // d3, o1
     let d3 = store.get_document("d3").await.unwrap();
     assert_eq!(d3.status, DocumentStatus::Failed);
     assert!(d3.error.unwrap().contains("ingest the document again"));
+}
+
+/// Several nodes on one database: a node starting up fails only its own interrupted
+/// jobs (and those no node owns any more), and a job's result is recorded only while
+/// its document is still PROCESSING.
+pub async fn ingest_jobs_of_several_nodes(db: &TestDb) {
+    use huddle_core::DocumentStatus::{Completed, Failed, Processing};
+    let store = db.store();
+    let acme = entity(store, "Acme").await;
+    let on = |id: &str, node: Option<&str>, at: i64| {
+        let mut d = doc(id, &acme.id, None, at);
+        d.node_id = node.map(str::to_string);
+        d
+    };
+    for d in [
+        on("a1", Some("node-a"), 1_000),
+        on("a2", Some("node-a"), 1_001),
+        on("b1", Some("node-b"), 1_002),
+        on("b2", Some("node-b"), 1_003),
+        on("b-gone", Some("node-b"), 100), // node-b vanished long ago with this job
+        on("legacy", None, 1_004),         // from before nodes were recorded
+    ] {
+        store.create_document(d).await.unwrap();
+    }
+    assert_eq!(store.get_document("b1").await.unwrap().node_id.as_deref(), Some("node-b"));
+
+    // node-a restarts: its own jobs, the stale one and the legacy one fail; node-b's live jobs run on
+    assert_eq!(store.fail_interrupted_documents("node-a", 500).await.unwrap(), 4);
+    let status = |id: &'static str| async move { store.get_document(id).await.unwrap().status };
+    for (id, want) in [("a1", Failed), ("a2", Failed), ("b-gone", Failed), ("legacy", Failed)] {
+        assert_eq!(status(id).await, want, "{id}");
+    }
+    for id in ["b1", "b2"] {
+        assert_eq!(status(id).await, Processing, "{id}");
+    }
+    assert_eq!(store.fail_interrupted_documents("node-a", 500).await.unwrap(), 0);
+    assert_eq!(store.fail_interrupted_documents("node-c", 500).await.unwrap(), 0);
+
+    // the old node-a process (or a job that raced the restart) cannot complete a failed job
+    let items = |d: &str| vec![item(&acme.id, Some(d), 0, "alpha"), item(&acme.id, Some(d), 1, "beta")];
+    let e = store.finish_document("a1", Processing, Completed, None, items("a1")).await.unwrap_err();
+    assert!(matches!(&e, StorageError::Precondition(m) if m.contains("FAILED, not PROCESSING")), "{e}");
+    let a1 = store.get_document("a1").await.unwrap();
+    assert_eq!((a1.status, a1.chunks), (Failed, 0));
+    assert!(a1.error.unwrap().contains("interrupted by a restart"));
+    assert_eq!(store.knowledge_fingerprint(&acme.id).await.unwrap(), (0, 0), "nothing was written");
+
+    // node-b finishes its own job, once
+    let (b1, ids) = store.finish_document("b1", Processing, Completed, None, items("b1")).await.unwrap();
+    assert_eq!((b1.status, b1.chunks, ids.len()), (Completed, 2, 2));
+    let e = store.finish_document("b1", Processing, Failed, Some("late".into()), vec![]).await.unwrap_err();
+    assert!(matches!(&e, StorageError::Precondition(m) if m.contains("COMPLETED")), "{e}");
+    assert_eq!(status("b1").await, Completed);
+
+    // a document deleted while its job ran: the result is refused and no item is left behind
+    store.delete_document("b2").await.unwrap();
+    assert_err!(
+        store.finish_document("b2", Processing, Completed, None, items("b2")).await,
+        StorageError::NotFound { what: "document", .. }
+    );
+    assert_eq!(store.knowledge_fingerprint(&acme.id).await.unwrap(), (2, ids[1]));
 }
 
 pub async fn open_room_ids(db: &TestDb) {
