@@ -40,7 +40,8 @@ fn describe() {
 
 pub fn router(rt: Runtime, auth: std::sync::Arc<crate::auth::Authenticator>) -> Router {
     prometheus();
-    let chat = Router::new().route("/chat/ws", get(crate::chat::ws)).with_state((rt.clone(), auth));
+    let gate = std::sync::Arc::new(crate::chat::ChatGate::default());
+    let chat = Router::new().route("/chat/ws", get(crate::chat::ws)).with_state((rt.clone(), auth, gate));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
