@@ -11,8 +11,15 @@
 //! together are recorded in one transaction (the outcomes queued in the mailbox
 //! while one write runs go into the next), which is what lets a SQLite outbox
 //! deliver thousands per second.
+//!
+//! One webhook endpoint has at most `max_in_flight_per_endpoint` deliveries in
+//! flight from this node: claims skip endpoints at their cap, and what a claim
+//! brings for an endpoint beyond it waits in a short queue of that endpoint (up
+//! to the cap again, so each waits for one round of the endpoint's deliveries, well
+//! within the lease) or is handed back to the outbox. A slow endpoint so holds a
+//! few delivery slots, never all of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -71,6 +78,8 @@ pub struct OutboxArgs {
     pub deliverers: Vec<(Channel, Arc<dyn Deliver>)>,
     /// Deliveries in flight at most (over all channels).
     pub max_in_flight: usize,
+    /// Deliveries in flight at most to one webhook endpoint.
+    pub max_in_flight_per_endpoint: usize,
     /// Notifications claimed per query at most.
     pub claim_batch: u32,
     /// How often due notifications are looked for without a wake-up.
@@ -97,6 +106,8 @@ pub struct Attempted {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboxStats {
     pub in_flight: usize,
+    /// Claimed webhooks waiting for a slot of their endpoint.
+    pub queued: usize,
     pub claimed: u64,
     pub delivered: u64,
     pub retried: u64,
@@ -117,8 +128,18 @@ pub enum OutboxMsg {
     Stats(RpcReplyPort<OutboxStats>),
 }
 
+/// One webhook endpoint's deliveries on this node.
+#[derive(Default)]
+struct EndpointLoad {
+    in_flight: usize,
+    /// Claimed, waiting for one of the endpoint's slots; at most the cap.
+    queued: VecDeque<Box<Notification>>,
+}
+
 pub struct OutboxState {
     args: OutboxArgs,
+    /// Webhook endpoints with deliveries in flight, by endpoint id.
+    endpoints: HashMap<String, EndpointLoad>,
     notifiers: HashMap<Channel, ActorRef<NotifierMsg>>,
     channels: Vec<Channel>,
     outcomes: Vec<DeliveryOutcome>,
@@ -245,29 +266,88 @@ impl OutboxState {
             false => limit.min(low_water),
         };
         let lease = self.args.lease.as_millis() as i64;
-        let claimed =
-            match self.args.store.claim_notifications(&self.args.node_id, &self.channels, now_ms(), lease, limit).await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "cannot claim due notifications");
-                    return;
-                }
-            };
+        let skip = self.saturated();
+        let claimed = match self
+            .args
+            .store
+            .claim_notifications(&self.args.node_id, &self.channels, &skip, now_ms(), lease, limit)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot claim due notifications");
+                return;
+            }
+        };
         let full = claimed.len() as u32 == limit;
         self.stats.claimed += claimed.len() as u64;
+        let mut hand_back = Vec::new();
         for n in claimed {
-            let Some(notifier) = self.notifiers.get(&n.channel) else { continue };
-            self.stats.in_flight += 1;
-            let msg = NotifierMsg::Deliver { notification: Box::new(n), reply_to: myself.clone() };
-            if let Err(e) = notifier.cast(msg) {
-                // The notifier is restarting; the claim lapses and another attempt follows.
-                warn!(error = %e, "notifier unavailable");
-                self.stats.in_flight -= 1;
+            let cap = self.args.max_in_flight_per_endpoint;
+            if n.channel == Channel::Webhook {
+                let load = self.endpoints.entry(n.recipient.clone()).or_default();
+                if load.in_flight >= cap {
+                    if load.queued.len() < cap {
+                        load.queued.push_back(Box::new(n));
+                        self.stats.queued += 1;
+                    } else {
+                        hand_back.push(n.id);
+                    }
+                    continue;
+                }
+            }
+            self.dispatch(myself, Box::new(n));
+        }
+        if !hand_back.is_empty() {
+            debug!(notifications = hand_back.len(), "handing back webhooks for endpoints at their in-flight cap");
+            if let Err(e) = self.args.store.release_notifications(&self.args.node_id, &hand_back).await {
+                warn!(error = %e, "cannot hand claims back; they lapse by themselves");
             }
         }
         if full {
             let _ = myself.cast(OutboxMsg::Wake);
+        }
+    }
+
+    /// Webhook endpoints at their in-flight cap: claims skip them.
+    fn saturated(&self) -> Vec<String> {
+        let cap = self.args.max_in_flight_per_endpoint;
+        self.endpoints.iter().filter(|(_, l)| l.in_flight >= cap).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Hands a notification to its channel's notifier.
+    fn dispatch(&mut self, myself: &ActorRef<OutboxMsg>, n: Box<Notification>) {
+        let Some(notifier) = self.notifiers.get(&n.channel) else { return };
+        let endpoint = (n.channel == Channel::Webhook).then(|| n.recipient.clone());
+        let msg = NotifierMsg::Deliver { notification: n, reply_to: myself.clone() };
+        if let Err(e) = notifier.cast(msg) {
+            // The notifier is restarting; the claim lapses and another attempt follows.
+            warn!(error = %e, "notifier unavailable");
+            return;
+        }
+        self.stats.in_flight += 1;
+        if let Some(endpoint) = endpoint {
+            self.endpoints.entry(endpoint).or_default().in_flight += 1;
+        }
+    }
+
+    /// A delivery finished: its endpoint's next queued webhook takes the slot.
+    fn finished(&mut self, myself: &ActorRef<OutboxMsg>, n: &Notification) {
+        self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
+        if n.channel != Channel::Webhook {
+            return;
+        }
+        let Some(load) = self.endpoints.get_mut(&n.recipient) else { return };
+        load.in_flight = load.in_flight.saturating_sub(1);
+        match load.queued.pop_front() {
+            Some(next) => {
+                self.stats.queued -= 1;
+                self.dispatch(myself, next);
+            }
+            None if load.in_flight == 0 => {
+                self.endpoints.remove(&n.recipient);
+            }
+            None => {}
         }
     }
 }
@@ -289,6 +369,7 @@ impl Actor for OutboxActor {
         }
         let channels = args.deliverers.iter().map(|(c, _)| *c).collect();
         let mut state = OutboxState {
+            endpoints: HashMap::new(),
             notifiers: HashMap::new(),
             channels,
             outcomes: Vec::new(),
@@ -318,7 +399,7 @@ impl Actor for OutboxActor {
                 state.claim(&myself).await;
             }
             OutboxMsg::Attempted(a) => {
-                state.stats.in_flight = state.stats.in_flight.saturating_sub(1);
+                state.finished(&myself, &a.notification);
                 let outcome = state.outcome(*a);
                 state.outcomes.push(outcome);
                 if !state.flush_queued {
@@ -361,6 +442,11 @@ impl Actor for OutboxActor {
     async fn post_stop(&self, _: ActorRef<OutboxMsg>, state: &mut OutboxState) -> Result<(), ActorProcessingErr> {
         // What was delivered but not yet recorded is recorded now if possible.
         state.flush().await;
+        let queued: Vec<String> =
+            state.endpoints.values().flat_map(|l| l.queued.iter().map(|n| n.id.clone())).collect();
+        if let Err(e) = state.args.store.release_notifications(&state.args.node_id, &queued).await {
+            warn!(error = %e, "cannot hand queued webhooks back; their claims lapse by themselves");
+        }
         Ok(())
     }
 }

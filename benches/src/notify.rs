@@ -295,6 +295,7 @@ async fn run_async(opts: &NotifyOpts, rep: &Reporter) -> Result<()> {
             .claim_notifications(
                 "bench-node",
                 &[Channel::Webhook],
+                &[],
                 huddle_core::now_ms(),
                 600_000,
                 opts.recovery as u32,

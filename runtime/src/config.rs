@@ -125,6 +125,9 @@ pub struct NotifyConfig {
     pub timeout_ms: u64,
     /// Deliveries in flight at most on this node.
     pub max_in_flight: usize,
+    /// Deliveries in flight at most to one webhook endpoint on this node: a slow
+    /// endpoint holds this many delivery slots, never all of them.
+    pub max_in_flight_per_endpoint: usize,
     /// Notifications claimed per query at most.
     pub claim_batch: u32,
     /// How often the outbox looks for due notifications without being woken, in milliseconds.
@@ -147,6 +150,11 @@ pub struct NotifyConfig {
     pub twilio: TwilioConfig,
     /// Systems allowed to send webhooks to `POST /webhooks/inbound/{name}`.
     pub inbound: Vec<InboundConfig>,
+    /// Accept the chat WebSocket's key as `?access_token=KEY` (it then lands in
+    /// proxy and access logs). Off: the `authorization` header or the first frame.
+    pub chat_access_token: bool,
+    /// Chat WebSockets open at once per API key at most.
+    pub chat_max_sockets_per_key: usize,
     /// Extra or replacement templates: `NAME.subject`, `NAME.txt`, `NAME.html`, `NAME.sms`.
     pub templates_dir: Option<std::path::PathBuf>,
     /// Which room events become notifications.
@@ -285,6 +293,7 @@ impl Default for NotifyConfig {
             allow_private_targets: false,
             timeout_ms: 30_000,
             max_in_flight: 256,
+            max_in_flight_per_endpoint: 16,
             claim_batch: 64,
             poll_interval_ms: 250,
             yield_to_requests_ms: 1,
@@ -294,6 +303,8 @@ impl Default for NotifyConfig {
             smtp: SmtpConfig::default(),
             twilio: TwilioConfig::default(),
             inbound: Vec::new(),
+            chat_access_token: false,
+            chat_max_sockets_per_key: 16,
             templates_dir: None,
             rooms: RoomNotifyConfig::default(),
         }
@@ -640,8 +651,17 @@ impl Config {
         if let Err(e) = n.retry_schedule.parse::<huddle_actors::notify::schedule::RetrySchedule>() {
             return invalid(&format!("notify.retry_schedule: {e}"));
         }
-        if n.timeout_ms == 0 || n.max_in_flight == 0 || n.claim_batch == 0 || n.poll_interval_ms == 0 {
-            return invalid("notify.timeout_ms, max_in_flight, claim_batch and poll_interval_ms must be above 0");
+        if n.timeout_ms == 0
+            || n.max_in_flight == 0
+            || n.max_in_flight_per_endpoint == 0
+            || n.claim_batch == 0
+            || n.poll_interval_ms == 0
+            || n.chat_max_sockets_per_key == 0
+        {
+            return invalid(
+                "notify.timeout_ms, max_in_flight, max_in_flight_per_endpoint, claim_batch, poll_interval_ms and \
+                 chat_max_sockets_per_key must be above 0",
+            );
         }
         if n.yield_to_requests_ms > 1_000 {
             return invalid("notify.yield_to_requests_ms must be at most 1000");

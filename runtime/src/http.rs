@@ -40,7 +40,8 @@ fn describe() {
 
 pub fn router(rt: Runtime, auth: std::sync::Arc<crate::auth::Authenticator>) -> Router {
     prometheus();
-    let chat = Router::new().route("/chat/ws", get(crate::chat::ws)).with_state((rt.clone(), auth));
+    let gate = std::sync::Arc::new(crate::chat::ChatGate::default());
+    let chat = Router::new().route("/chat/ws", get(crate::chat::ws)).with_state((rt.clone(), auth, gate));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -141,15 +142,62 @@ pub struct InboundWebhook {
     pub received_at_ms: i64,
 }
 
-/// `POST /webhooks/inbound/{name}`: 202 when the signature verifies, 401 (and a
-/// warning in the log) when it does not, 404 for an unknown sender.
+/// Webhooks queued for the subscribers of [`Runtime::inbound_webhooks`] at most.
+const INBOUND_QUEUE: usize = 256;
+
+/// Replay keys remembered per inbound source at most (see
+/// [`huddle_actors::notify::inbound::ReplayGuard`]).
+const INBOUND_REPLAY_KEYS: usize = 100_000;
+
+/// Where verified inbound webhooks go: to the subscribers, only while every one
+/// of them will see it (so an accepted webhook is never dropped for a lagging
+/// subscriber), and the replay keys of the accepted ones.
+pub(crate) struct InboundHub {
+    tx: std::sync::Mutex<tokio::sync::broadcast::Sender<InboundWebhook>>,
+    replays: huddle_actors::notify::inbound::ReplayGuard,
+}
+
+impl Default for InboundHub {
+    fn default() -> Self {
+        InboundHub {
+            tx: std::sync::Mutex::new(tokio::sync::broadcast::channel(INBOUND_QUEUE).0),
+            replays: huddle_actors::notify::inbound::ReplayGuard::new(INBOUND_REPLAY_KEYS),
+        }
+    }
+}
+
+impl InboundHub {
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<InboundWebhook> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).subscribe()
+    }
+
+    /// Queues `webhook` for the subscribers; an error says why nobody has it.
+    fn hand_over(&self, webhook: InboundWebhook) -> Result<(), &'static str> {
+        // under the lock: no other send fills the queue between the check and the send
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if tx.receiver_count() == 0 {
+            return Err("no consumer is subscribed to inbound webhooks on this node: retry later");
+        }
+        if tx.len() >= INBOUND_QUEUE {
+            return Err("the consumer of inbound webhooks is behind: retry later");
+        }
+        tx.send(webhook).map(|_| ()).map_err(|_| "no consumer is subscribed to inbound webhooks: retry later")
+    }
+}
+
+/// `POST /webhooks/inbound/{name}`: 202 once the webhook is verified and queued
+/// for a subscriber of [`Runtime::inbound_webhooks`]; 401 (and a warning in the
+/// log) when the signature does not verify; 409 for a request accepted before
+/// (the same `webhook-id`, or the same timestamped HMAC signature, within the
+/// tolerance); 503 when no subscriber takes it (the sender retries); 404 for an
+/// unknown sender.
 async fn inbound(
     State(rt): State<Runtime>,
     axum::extract::Path(name): axum::extract::Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> (StatusCode, String) {
-    use huddle_actors::notify::inbound::{InboundScheme, InboundSource};
+    use huddle_actors::notify::inbound::{InboundScheme, InboundSource, ReplayError};
     let Some(cfg) = rt.notify_config().inbound.iter().find(|i| i.name == name) else {
         return (StatusCode::NOT_FOUND, format!("no inbound webhook source `{name}`\n"));
     };
@@ -164,14 +212,37 @@ async fn inbound(
         tolerance_s: cfg.tolerance_secs as i64,
     };
     let now_s = huddle_core::now_ms() / 1000;
-    if let Err(e) = source.verify(|k| headers.get(k).and_then(|v| v.to_str().ok()), &body, now_s) {
+    let verified = match source.verify(|k| headers.get(k).and_then(|v| v.to_str().ok()), &body, now_s) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(source = %name, error = %e, "inbound webhook refused");
+            metrics::counter!("huddle_inbound_webhooks_refused_total", "source" => name.clone()).increment(1);
+            return (StatusCode::UNAUTHORIZED, format!("{e}\n"));
+        }
+    };
+    let hub = rt.inbound_hub();
+    if let Some(key) = &verified.replay_key
+        && let Err(e) = hub.replays.remember(&name, key, verified.remember_until_s, now_s)
+    {
         tracing::warn!(source = %name, error = %e, "inbound webhook refused");
         metrics::counter!("huddle_inbound_webhooks_refused_total", "source" => name.clone()).increment(1);
-        return (StatusCode::UNAUTHORIZED, format!("{e}\n"));
+        let status = match e {
+            ReplayError::Seen => StatusCode::CONFLICT,
+            ReplayError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return (status, format!("{e}\n"));
     }
-    metrics::counter!("huddle_inbound_webhooks_total", "source" => name.clone()).increment(1);
     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let _ = rt.inbound_sender().send(InboundWebhook { source: name, id, body, received_at_ms: huddle_core::now_ms() });
+    let webhook = InboundWebhook { source: name.clone(), id, body, received_at_ms: huddle_core::now_ms() };
+    if let Err(why) = hub.hand_over(webhook) {
+        if let Some(key) = &verified.replay_key {
+            hub.replays.forget(&name, key);
+        }
+        tracing::warn!(source = %name, "inbound webhook answered 503: {why}");
+        metrics::counter!("huddle_inbound_webhooks_unavailable_total", "source" => name.clone()).increment(1);
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
+    }
+    metrics::counter!("huddle_inbound_webhooks_total", "source" => name).increment(1);
     (StatusCode::ACCEPTED, "accepted\n".into())
 }
 

@@ -112,7 +112,7 @@ pub(crate) struct Inner {
     outbox_waker: huddle_actors::outbox::OutboxWaker,
     enqueuer: notify::Enqueuer,
     chat: chat::ChatHub,
-    inbound: tokio::sync::broadcast::Sender<http::InboundWebhook>,
+    inbound: http::InboundHub,
     templates: Arc<notify::templates::Templates>,
     /// Entity keys recently found in storage (see [`auth::KEY_CACHE_TTL`]).
     key_cache: auth::KeyCache,
@@ -211,12 +211,14 @@ impl Runtime {
     }
 
     /// Verified webhooks arriving at `POST /webhooks/inbound/{name}` (see
-    /// `notify.inbound`); a lagging receiver misses the oldest.
+    /// `notify.inbound`). A webhook is answered 202 only once every receiver will
+    /// get it: with no receiver, or one that lets 256 queue up, senders get 503
+    /// and retry (nothing accepted is dropped for a lagging receiver).
     pub fn inbound_webhooks(&self) -> tokio::sync::broadcast::Receiver<http::InboundWebhook> {
         self.inner.inbound.subscribe()
     }
 
-    pub(crate) fn inbound_sender(&self) -> &tokio::sync::broadcast::Sender<http::InboundWebhook> {
+    pub(crate) fn inbound_hub(&self) -> &http::InboundHub {
         &self.inner.inbound
     }
 
@@ -409,7 +411,7 @@ impl RuntimeBuilder {
                 outbox_waker,
                 enqueuer,
                 chat: chat::ChatHub::default(),
-                inbound: tokio::sync::broadcast::channel(256).0,
+                inbound: http::InboundHub::default(),
                 templates,
                 key_cache: auth::KeyCache::default(),
                 closing: CancellationToken::new(),

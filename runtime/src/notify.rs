@@ -176,6 +176,7 @@ pub(crate) fn outbox_args(
         schedule,
         deliverers,
         max_in_flight: config.max_in_flight,
+        max_in_flight_per_endpoint: config.max_in_flight_per_endpoint,
         claim_batch: config.claim_batch,
         poll_interval: Duration::from_millis(config.poll_interval_ms),
         // A claim outlives the longest attempt with room to record it.

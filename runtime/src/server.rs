@@ -171,7 +171,9 @@ impl Server {
                 let t = stop_serving.clone();
                 async move { t.cancelled().await }
             });
-        let http_server = axum::serve(http, http::router(runtime.clone(), services.authenticator()))
+        let app = http::router(runtime.clone(), services.authenticator());
+        // the peer address: chat limits failed key look-ups per client address
+        let http_server = axum::serve(http, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown({
                 let t = stop_serving.clone();
                 async move { t.cancelled().await }

@@ -304,12 +304,14 @@ pub trait NotifyStore: Send + Sync {
     /// Only PENDING notifications can be cancelled (`Precondition` otherwise).
     async fn cancel_notification(&self, id: &str) -> Result<Notification>;
     /// Claims due notifications for `node` until `now_ms + lease_ms`: PENDING ones
-    /// that are due and SENDING ones whose claim lapsed. They come without their
+    /// that are due and SENDING ones whose claim lapsed, none to `skip_recipients`
+    /// (endpoints this node has enough in flight to). They come without their
     /// attempt history (`attempt_count` says how many were made).
     async fn claim_notifications(
         &self,
         node: &str,
         channels: &[Channel],
+        skip_recipients: &[String],
         now_ms: Millis,
         lease_ms: i64,
         limit: u32,
@@ -325,6 +327,9 @@ pub trait NotifyStore: Send + Sync {
     async fn record_deliveries(&self, outcomes: &[DeliveryOutcome]) -> Result<()>;
     /// Makes what `node` had claimed due again now; returns how many.
     async fn release_claims(&self, node: &str) -> Result<u64>;
+    /// Makes these claims of `node` due again now, without an attempt; returns how
+    /// many were still claimed by it.
+    async fn release_notifications(&self, node: &str, ids: &[String]) -> Result<u64>;
     async fn update_by_provider_id(
         &self,
         provider_id: &str,

@@ -460,12 +460,14 @@ where
     }
 
     /// Claims up to `limit` due notifications of `channels` for `node`: PENDING ones
-    /// whose time has come and SENDING ones whose claim lapsed. They become SENDING,
-    /// claimed until `now + lease_ms`. Oldest due first.
+    /// whose time has come and SENDING ones whose claim lapsed, except those to
+    /// `skip_recipients`. They become SENDING, claimed until `now + lease_ms`.
+    /// Oldest due first.
     pub async fn claim_notifications(
         &self,
         node: &str,
         channels: &[Channel],
+        skip_recipients: &[String],
         now: Millis,
         lease_ms: i64,
         limit: u32,
@@ -474,10 +476,14 @@ where
             return Ok(Vec::new());
         }
         let channel_list = placeholders(6, channels.len());
+        let skip = match skip_recipients.len() {
+            0 => String::new(),
+            n => format!(" AND recipient NOT IN ({})", placeholders(6 + channels.len(), n)),
+        };
         let sql = format!(
             "UPDATE notifications SET status = $1, claimed_by = $2, due_at_ms = $3, updated_at_ms = $4 \
              WHERE id IN (SELECT id FROM notifications WHERE status IN ('PENDING', 'SENDING') AND due_at_ms <= $4 \
-             AND channel IN ({channel_list}) ORDER BY due_at_ms LIMIT $5{lock}) \
+             AND channel IN ({channel_list}){skip} ORDER BY due_at_ms LIMIT $5{lock}) \
              AND status IN ('PENDING', 'SENDING') RETURNING {NOTIFICATION_COLUMNS}",
             lock = DB::SKIP_LOCKED
         );
@@ -491,6 +497,9 @@ where
             .bind(i64::from(limit));
         for c in channels {
             q = q.bind(c.as_str());
+        }
+        for r in skip_recipients {
+            q = q.bind(r);
         }
         let mut rows = q.fetch_all(&mut *conn).await?;
         drop(conn);
@@ -576,6 +585,28 @@ where
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.len() as u64)
+    }
+
+    /// Hands claims of `node` back without an attempt: the notifications are due
+    /// again at once, for any node. Returns how many were still claimed.
+    pub async fn release_notifications(&self, node: &str, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut released = 0;
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE notifications SET status = 'PENDING', claimed_by = NULL, due_at_ms = $2 \
+                 WHERE status = 'SENDING' AND claimed_by = $1 AND id IN ({}) RETURNING id",
+                placeholders(3, chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<DB, String>(&sql).bind(node).bind(now_ms());
+            for id in chunk {
+                q = q.bind(id);
+            }
+            released += q.fetch_all(&self.pool).await?.len() as u64;
+        }
+        Ok(released)
     }
 
     /// Sets the final status of a notification from a provider's callback (an SMS

@@ -1044,11 +1044,12 @@ macro_rules! forward_store_traits {
                 &self,
                 node: &str,
                 channels: &[huddle_core::Channel],
+                skip_recipients: &[String],
                 now_ms: i64,
                 lease_ms: i64,
                 limit: u32,
             ) -> Result<Vec<huddle_core::Notification>> {
-                self.sql.claim_notifications(node, channels, now_ms, lease_ms, limit).await
+                self.sql.claim_notifications(node, channels, skip_recipients, now_ms, lease_ms, limit).await
             }
             async fn yield_to_foreground_writes(&self, max: std::time::Duration) -> bool {
                 self.sql.gate.foreground_done(max).await
@@ -1062,6 +1063,9 @@ macro_rules! forward_store_traits {
             }
             async fn release_claims(&self, node: &str) -> Result<u64> {
                 self.sql.release_claims(node).await
+            }
+            async fn release_notifications(&self, node: &str, ids: &[String]) -> Result<u64> {
+                self.sql.release_notifications(node, ids).await
             }
             async fn update_by_provider_id(
                 &self,

@@ -67,12 +67,14 @@ impl HmacAlgorithm {
         }
     }
 
-    fn mac(self, secret: &[u8], body: &[u8]) -> Vec<u8> {
+    fn mac(self, secret: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         match self {
-            HmacAlgorithm::Sha256 => hmac_sha256(secret, &[body]).to_vec(),
+            HmacAlgorithm::Sha256 => hmac_sha256(secret, parts).to_vec(),
             HmacAlgorithm::Sha512 => {
                 let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(secret).expect("hmac accepts keys of any length");
-                mac.update(body);
+                for part in parts {
+                    mac.update(part);
+                }
                 mac.finalize().into_bytes().to_vec()
             }
         }
@@ -159,13 +161,34 @@ pub fn verify_standard(
 
 /// Produces a GitHub-style header value such as `sha256=<lowercase hex>`.
 pub fn hmac_header(alg: HmacAlgorithm, secret: &[u8], body: &[u8]) -> String {
-    format!("{}{}", alg.prefix(), hex::encode(alg.mac(secret, body)))
+    format!("{}{}", alg.prefix(), hex::encode(alg.mac(secret, &[body])))
+}
+
+/// Produces a header value for a timestamped request: the HMAC covers
+/// `{timestamp}.{body}`, so the timestamp cannot be replaced.
+pub fn hmac_header_with_timestamp(alg: HmacAlgorithm, secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    format!("{}{}", alg.prefix(), hex::encode(alg.mac(secret, &[timestamp.as_bytes(), b".", body])))
 }
 
 /// Verifies a GitHub-style `sha256=<hex>` or `sha512=<hex>` header value.
 ///
 /// The algorithm prefix and the hex digits are case-insensitive.
 pub fn verify_hmac_header(secret: &[u8], header_value: &str, body: &[u8]) -> Result<(), VerifyError> {
+    verify_hmac_parts(secret, header_value, &[body])
+}
+
+/// Verifies a header made by [`hmac_header_with_timestamp`]: the HMAC of
+/// `{timestamp}.{body}`, with the timestamp exactly as its header carries it.
+pub fn verify_hmac_header_with_timestamp(
+    secret: &[u8],
+    header_value: &str,
+    timestamp: &str,
+    body: &[u8],
+) -> Result<(), VerifyError> {
+    verify_hmac_parts(secret, header_value, &[timestamp.as_bytes(), b".", body])
+}
+
+fn verify_hmac_parts(secret: &[u8], header_value: &str, parts: &[&[u8]]) -> Result<(), VerifyError> {
     let value = header_value.trim();
     let (name, hex_sig) = value.split_once('=').ok_or(VerifyError::UnsupportedAlgorithm)?;
     let alg = if name.eq_ignore_ascii_case("sha256") {
@@ -176,7 +199,7 @@ pub fn verify_hmac_header(secret: &[u8], header_value: &str, body: &[u8]) -> Res
         return Err(VerifyError::UnsupportedAlgorithm);
     };
     let given = hex::decode(hex_sig).map_err(|_| VerifyError::Signature)?;
-    let expected = alg.mac(secret, body);
+    let expected = alg.mac(secret, parts);
     if bool::from(expected.as_slice().ct_eq(given.as_slice())) { Ok(()) } else { Err(VerifyError::Signature) }
 }
 
@@ -314,6 +337,18 @@ mod tests {
         // A sha256 digest presented as sha512 does not match.
         let swapped = h256.replacen("sha256=", "sha512=", 1);
         assert_eq!(verify_hmac_header(secret, &swapped, body), Err(VerifyError::Signature));
+    }
+
+    #[test]
+    fn timestamped_hmac_covers_the_timestamp() {
+        let h = hmac_header_with_timestamp(HmacAlgorithm::Sha256, b"k", "1700000000", b"body");
+        assert_eq!(h, hmac_header(HmacAlgorithm::Sha256, b"k", b"1700000000.body"));
+        verify_hmac_header_with_timestamp(b"k", &h, "1700000000", b"body").unwrap();
+        let moved = verify_hmac_header_with_timestamp(b"k", &h, "1700000001", b"body");
+        assert_eq!(moved, Err(VerifyError::Signature), "another timestamp does not verify");
+        let body_only = hmac_header(HmacAlgorithm::Sha512, b"k", b"body");
+        let r = verify_hmac_header_with_timestamp(b"k", &body_only, "1700000000", b"body");
+        assert_eq!(r, Err(VerifyError::Signature), "a body-only signature does not verify");
     }
 
     #[test]

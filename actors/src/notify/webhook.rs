@@ -4,11 +4,15 @@
 //! redelivery carries the same id and receivers can drop duplicates.
 //!
 //! Unless private targets are allowed, a request never reaches a loopback,
-//! private, link-local or otherwise internal address: IP literals are checked
+//! private, link-local or otherwise special-purpose address (every range of the
+//! IANA special-purpose registries, see [`is_public`]): IP literals are checked
 //! before sending, and host names go through [`GuardedResolver`], which drops such
-//! addresses at connect time (so a DNS answer cannot rebind past the check).
+//! addresses at connect time (so a DNS answer cannot rebind past the check). The
+//! client ignores proxy variables (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`): a
+//! proxy would resolve names itself, past the guard. Of an error response, at most
+//! [`MAX_ERROR_EXCERPT`] bytes are read.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,35 +42,77 @@ pub struct PrivateTargetRefused {
     pub host: String,
 }
 
-/// Whether an address is reachable from the public internet (not loopback,
-/// private, link-local, shared, unspecified, multicast or documentation space).
+/// IPv4 ranges of the IANA IPv4 Special-Purpose Address Registry, and multicast
+/// (224.0.0.0/4). Webhooks never go there, even where the registry calls a range
+/// globally reachable (anycast services are not webhook receivers).
+const V4_SPECIAL: &[(Ipv4Addr, u8)] = &[
+    (Ipv4Addr::new(0, 0, 0, 0), 8),          // "this network" (RFC 791)
+    (Ipv4Addr::new(10, 0, 0, 0), 8),         // private (RFC 1918)
+    (Ipv4Addr::new(100, 64, 0, 0), 10),      // shared address space (RFC 6598)
+    (Ipv4Addr::new(127, 0, 0, 0), 8),        // loopback
+    (Ipv4Addr::new(169, 254, 0, 0), 16),     // link-local (cloud metadata)
+    (Ipv4Addr::new(172, 16, 0, 0), 12),      // private (RFC 1918)
+    (Ipv4Addr::new(192, 0, 0, 0), 24),       // IETF protocol assignments (RFC 6890, incl. DS-Lite, PCP, TURN)
+    (Ipv4Addr::new(192, 0, 2, 0), 24),       // documentation TEST-NET-1
+    (Ipv4Addr::new(192, 31, 196, 0), 24),    // AS112-v4 (RFC 7535)
+    (Ipv4Addr::new(192, 52, 193, 0), 24),    // AMT (RFC 7450)
+    (Ipv4Addr::new(192, 88, 99, 0), 24),     // deprecated 6to4 relay anycast (RFC 7526)
+    (Ipv4Addr::new(192, 168, 0, 0), 16),     // private (RFC 1918)
+    (Ipv4Addr::new(192, 175, 48, 0), 24),    // direct delegation AS112 (RFC 7534)
+    (Ipv4Addr::new(198, 18, 0, 0), 15),      // benchmarking (RFC 2544)
+    (Ipv4Addr::new(198, 51, 100, 0), 24),    // documentation TEST-NET-2
+    (Ipv4Addr::new(203, 0, 113, 0), 24),     // documentation TEST-NET-3
+    (Ipv4Addr::new(224, 0, 0, 0), 4),        // multicast
+    (Ipv4Addr::new(240, 0, 0, 0), 4),        // reserved (RFC 1112)
+    (Ipv4Addr::new(255, 255, 255, 255), 32), // limited broadcast
+];
+
+/// IPv6 ranges of the IANA IPv6 Special-Purpose Address Registry, plus the
+/// deprecated IPv4-compatible (::/96) and site-local (fec0::/10) space and
+/// multicast. IPv4-mapped addresses (::ffff:0:0/96) are judged as the IPv4
+/// address inside; anything outside 2000::/3 (the only global unicast space
+/// IANA allocates) is refused too.
+const V6_SPECIAL: &[(Ipv6Addr, u8)] = &[
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96), // IPv4-compatible, ::, ::1 (RFC 4291)
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96), // IPv4-mapped (when not unwrapped)
+    (Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, 0, 0), 96), // IPv4-translated (RFC 2765)
+    (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96), // NAT64 well-known prefix (RFC 6052)
+    (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48), // local-use NAT64 (RFC 8215)
+    (Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64), // discard-only (RFC 6666)
+    (Ipv6Addr::new(0x100, 0, 0, 1, 0, 0, 0, 0), 64), // dummy prefix (RFC 9780)
+    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23), // IETF protocol assignments (TEREDO, ORCHID, ...)
+    (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32), // documentation (RFC 3849)
+    (Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16), // 6to4 (RFC 3056)
+    (Ipv6Addr::new(0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0), 48), // direct delegation AS112 (RFC 7534)
+    (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20), // documentation (RFC 9637)
+    (Ipv6Addr::new(0x5f00, 0, 0, 0, 0, 0, 0, 0), 16), // segment routing SIDs (RFC 9602)
+    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7), // unique local (RFC 4193)
+    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10), // link-local
+    (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10), // site-local, deprecated (RFC 3879)
+    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8), // multicast
+];
+
+fn in_v4(ip: Ipv4Addr, (net, len): (Ipv4Addr, u8)) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+fn in_v6(ip: Ipv6Addr, (net, len): (Ipv6Addr, u8)) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(net) & mask
+}
+
+/// Whether an address is reachable from the public internet: in none of the
+/// special-purpose ranges of the IANA registries ([`V4_SPECIAL`], [`V6_SPECIAL`]).
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || o[0] >= 240)
-        }
+        IpAddr::V4(v4) => !V4_SPECIAL.iter().any(|r| in_v4(v4, *r)),
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x2001 && s[1] == 0x0db8))
+            let global_unicast = in_v6(v6, (Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3));
+            global_unicast && !V6_SPECIAL.iter().any(|r| in_v6(v6, *r))
         }
     }
 }
@@ -158,7 +204,9 @@ impl WebhookDeliverer {
             .pool_max_idle_per_host(config.max_idle_per_host)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("huddle-webhooks/", env!("CARGO_PKG_VERSION")))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // a proxy resolves the target itself, past the guarded resolver
+            .no_proxy();
         if !config.allow_private_targets {
             builder = builder.dns_resolver(Arc::new(GuardedResolver));
         }
@@ -186,6 +234,28 @@ impl WebhookDeliverer {
         });
         serde_json::to_vec(&body).unwrap_or_default()
     }
+}
+
+/// Bytes of an error response's body read at most (for the attempt's error).
+pub const MAX_ERROR_EXCERPT: usize = 512;
+
+/// The first `max` bytes of a response body, read chunk by chunk (the rest is
+/// never read: the connection is dropped with it), waiting `wait` at most.
+pub async fn read_prefix(resp: &mut reqwest::Response, max: usize, wait: Duration) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(max.min(4096));
+    let read = async {
+        while prefix.len() < max {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    let take = chunk.len().min(max - prefix.len());
+                    prefix.extend_from_slice(&chunk[..take]);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, read).await;
+    prefix
 }
 
 /// Whether an error (or one of its causes) is the SSRF guard's refusal.
@@ -245,11 +315,9 @@ impl Deliver for WebhookDeliverer {
                 let excerpt = if resp.status().is_success() {
                     String::new()
                 } else {
-                    let bytes = tokio::time::timeout(Duration::from_secs(2), resp.bytes()).await;
-                    match bytes {
-                        Ok(Ok(b)) => String::from_utf8_lossy(&b[..b.len().min(512)]).into_owned(),
-                        _ => String::new(),
-                    }
+                    let mut resp = resp;
+                    let prefix = read_prefix(&mut resp, MAX_ERROR_EXCERPT, Duration::from_secs(2)).await;
+                    String::from_utf8_lossy(&prefix).into_owned()
                 };
                 AttemptResult::from_http_status(status, retry_after, &excerpt)
             }
@@ -281,26 +349,127 @@ impl Deliver for WebhookDeliverer {
 mod tests {
     use super::*;
 
+    /// Every special-purpose range, by its first and last address (written out, not
+    /// derived from the table), with public neighbours where there are any.
     #[test]
-    fn internal_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+    fn every_special_purpose_range_is_refused() {
+        let refused: &[(&str, &str, &str)] = &[
+            ("0.0.0.0/8", "0.0.0.0", "0.255.255.255"),
+            ("10.0.0.0/8", "10.0.0.0", "10.255.255.255"),
+            ("100.64.0.0/10", "100.64.0.0", "100.127.255.255"),
+            ("127.0.0.0/8", "127.0.0.0", "127.255.255.255"),
+            ("169.254.0.0/16", "169.254.0.0", "169.254.255.255"),
+            ("172.16.0.0/12", "172.16.0.0", "172.31.255.255"),
+            ("192.0.0.0/24", "192.0.0.0", "192.0.0.255"),
+            ("192.0.2.0/24", "192.0.2.0", "192.0.2.255"),
+            ("192.31.196.0/24", "192.31.196.0", "192.31.196.255"),
+            ("192.52.193.0/24", "192.52.193.0", "192.52.193.255"),
+            ("192.88.99.0/24", "192.88.99.0", "192.88.99.255"),
+            ("192.168.0.0/16", "192.168.0.0", "192.168.255.255"),
+            ("192.175.48.0/24", "192.175.48.0", "192.175.48.255"),
+            ("198.18.0.0/15", "198.18.0.0", "198.19.255.255"),
+            ("198.51.100.0/24", "198.51.100.0", "198.51.100.255"),
+            ("203.0.113.0/24", "203.0.113.0", "203.0.113.255"),
+            ("224.0.0.0/4", "224.0.0.0", "239.255.255.255"),
+            ("240.0.0.0/4", "240.0.0.0", "255.255.255.254"),
+            ("255.255.255.255/32", "255.255.255.255", "255.255.255.255"),
+            ("::/96", "::", "::ffff:ffff"),
+            ("::1/128", "::1", "::1"),
+            ("::ffff:0:0/96 (as 127.0.0.1)", "::ffff:127.0.0.1", "::ffff:10.255.255.255"),
+            ("::ffff:0:0/96 (as 169.254.169.254)", "::ffff:169.254.169.254", "::ffff:198.18.0.1"),
+            ("::ffff:0:0:0/96", "::ffff:0:0:0", "::ffff:0:ffff:ffff"),
+            ("64:ff9b::/96", "64:ff9b::", "64:ff9b::ffff:ffff"),
+            ("64:ff9b:1::/48", "64:ff9b:1::", "64:ff9b:1:ffff:ffff:ffff:ffff:ffff"),
+            ("100::/64", "100::", "100::ffff:ffff:ffff:ffff"),
+            ("100:0:0:1::/64", "100:0:0:1::", "100:0:0:1:ffff:ffff:ffff:ffff"),
+            ("2001::/23", "2001::", "2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ("2001::/32 TEREDO", "2001::1", "2001:0:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ("2001:db8::/32", "2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ("2002::/16", "2002::", "2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ("2620:4f:8000::/48", "2620:4f:8000::", "2620:4f:8000:ffff:ffff:ffff:ffff:ffff"),
+            ("3fff::/20", "3fff::", "3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ("5f00::/16", "5f00::", "5f00:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ("fc00::/7", "fc00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ("fe80::/10", "fe80::", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ("fec0::/10", "fec0::", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ("ff00::/8", "ff00::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ("outside 2000::/3", "4000::1", "1234::1"),
+        ];
+        for (range, first, last) in refused {
+            for ip in [first, last] {
+                assert!(!is_public(ip.parse().unwrap()), "{ip} of {range} is special-purpose");
+            }
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        let public = [
+            "1.1.1.1",
+            "8.8.8.8",
+            "9.255.255.255",
+            "11.0.0.0",
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "192.0.1.0",
+            "192.0.3.0",
+            "192.167.255.255",
+            "192.169.0.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "203.0.112.255",
+            "223.255.255.255",
+            "93.184.216.34",
+            "::ffff:93.184.216.34",
+            "2001:200::1",
+            "2001:db7:ffff::1",
+            "2001:db9::1",
+            "2003::1",
+            "2606:4700::1111",
+            "2620:4f:7fff::1",
+            "2620:4f:8001::1",
+            "3ffe:ffff::1",
+            "3fff:1000::1",
+        ];
+        for ip in public {
+            assert!(is_public(ip.parse().unwrap()), "{ip} is public");
         }
+    }
+
+    /// A raw HTTP server that answers 500 with a 10 MB body and counts what it wrote.
+    #[tokio::test]
+    async fn error_bodies_are_read_up_to_512_bytes() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const TEN_MB: usize = 10 * 1024 * 1024;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let written = Arc::new(AtomicUsize::new(0));
+        let server = tokio::spawn({
+            let written = written.clone();
+            async move {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request).await;
+                let head = format!("HTTP/1.1 500 Internal Server Error\r\ncontent-length: {TEN_MB}\r\n\r\n");
+                conn.write_all(head.as_bytes()).await.unwrap();
+                let chunk = vec![b'e'; 16 * 1024];
+                while written.load(Ordering::SeqCst) < TEN_MB {
+                    if conn.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                    written.fetch_add(chunk.len(), Ordering::SeqCst);
+                }
+            }
+        });
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut resp = client.post(format!("http://{addr}/")).send().await.unwrap();
+        assert_eq!(resp.status(), 500);
+        let prefix = read_prefix(&mut resp, MAX_ERROR_EXCERPT, Duration::from_secs(2)).await;
+        assert_eq!(prefix, vec![b'e'; 512]);
+        let at_return = written.load(Ordering::SeqCst);
+        assert!(at_return < TEN_MB / 2, "the body was not buffered ({at_return} bytes written)");
+        drop(resp);
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("the server saw the connection end").unwrap();
+        assert!(written.load(Ordering::SeqCst) < TEN_MB, "the rest was never read");
     }
 
     #[test]

@@ -473,7 +473,12 @@ async fn inbound_webhooks_are_verified_and_forgeries_refused() {
     };
     let body = r#"{"type":"deal.won","data":{"amount":1200}}"#;
     let good = python_signed_headers(&python, &secret, "msg_1", body, 0);
-    assert_eq!(post("crm", &good, body).await.unwrap().status(), 202, "a standardwebhooks signature verifies");
+    // `huddle serve` alone has no consumer of inbound webhooks (embedders subscribe
+    // with Runtime::inbound_webhooks): a verified webhook is answered 503 so that
+    // the sender retries, never 202 and dropped; a forgery is 401
+    let verified = post("crm", &good, body).await.unwrap();
+    assert_eq!(verified.status(), 503, "a standardwebhooks signature verifies, and nothing takes it");
+    assert!(verified.text().await.unwrap().contains("no consumer"));
     assert_eq!(post("crm", &good, &body.replace("1200", "9999")).await.unwrap().status(), 401, "tampered body");
     let stale = python_signed_headers(&python, &secret, "msg_2", body, 3600);
     assert_eq!(post("crm", &stale, body).await.unwrap().status(), 401, "replayed an hour later");
@@ -489,7 +494,7 @@ async fn inbound_webhooks_are_verified_and_forgeries_refused() {
         .unwrap();
     let sig = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let h = serde_json::json!({ "X-Hub-Signature-256": sig });
-    assert_eq!(post("gh", &h, body).await.unwrap().status(), 202);
+    assert_eq!(post("gh", &h, body).await.unwrap().status(), 503, "verified, and nothing takes it");
     assert_eq!(post("gh", &h, "{}").await.unwrap().status(), 401);
     assert!(node.logs().contains("inbound webhook refused"), "refusals are logged");
 }

@@ -137,3 +137,119 @@ async fn chat_messages_arrive_live_in_order_and_after_a_reconnect() {
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
 }
+
+async fn open(url: String, key: Option<&str>) -> Result<Ws, String> {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(key) = key {
+        req.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws).map_err(|e| e.to_string())
+}
+
+/// Whether the server ends the socket (a close frame, an error or the end) within 5 s.
+async fn closed_by_server(ws: &mut Ws) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+            Ok(Some(Ok(Message::Text(t)))) if t.contains("\"error\"") => continue,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(other))) => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_frames_over_64_kib_close_the_socket() {
+    let served = crate::common::serve(Config::default()).await;
+    let url = format!("ws://{}/chat/ws?channel={CHANNEL}", served.http);
+    let mut ws = open(url.clone(), Some(ADMIN)).await.unwrap();
+    let big = format!(r#"{{"type":"read","id":"{}"}}"#, "a".repeat(64 * 1024 + 1));
+    ws.send(Message::Text(big.into())).await.unwrap();
+    assert!(closed_by_server(&mut ws).await, "a frame over 64 KiB ends the socket");
+    // a message just under the limit is answered
+    let mut ws = open(url, Some(ADMIN)).await.unwrap();
+    let fits = format!(r#"{{"type":"read","id":"{}"}}"#, "a".repeat(60 * 1024));
+    ws.send(Message::Text(fits.into())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "error");
+    drop(ws);
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_access_token_in_the_url_is_refused_by_default() {
+    let served = crate::common::serve(Config::default()).await;
+    let base = format!("ws://{}/chat/ws?channel={CHANNEL}", served.http);
+    let err = open(format!("{base}&access_token={ADMIN}"), None).await.unwrap_err();
+    assert!(err.contains("401"), "{err}");
+
+    // the key in the first frame instead of a header
+    let acme = crate::common::entity(&served.rt.admin(), "Acme", None).await;
+    let mut ws = open(base.clone(), None).await.unwrap();
+    ws.send(Message::Text(serde_json::json!({"type": "auth", "key": ADMIN}).to_string().into())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "auth_ok");
+    let id = say(&served.rt, &acme.id, "hello").await;
+    let m = next_json(&mut ws).await;
+    assert_eq!((m["type"].as_str(), m["id"].as_str()), (Some("message"), Some(id.as_str())));
+    drop(ws);
+    // a wrong key in the first frame: an error, then the socket ends
+    let mut ws = open(base, None).await.unwrap();
+    ws.send(Message::Text(r#"{"type":"auth","key":"wrong-key-0123456789"}"#.into())).await.unwrap();
+    assert!(closed_by_server(&mut ws).await);
+    served.stop().await;
+
+    // with notify.chat_access_token on, the URL form works
+    let mut config = Config::default();
+    config.notify.chat_access_token = true;
+    let served = crate::common::serve(config).await;
+    let url = format!("ws://{}/chat/ws?channel={CHANNEL}&access_token={ADMIN}", served.http);
+    open(url, None).await.unwrap();
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_sockets_per_key_are_capped() {
+    let mut config = Config::default();
+    config.notify.chat_max_sockets_per_key = 2;
+    let served = crate::common::serve(config).await;
+    let url = format!("ws://{}/chat/ws?channel={CHANNEL}", served.http);
+    let a = open(url.clone(), Some(ADMIN)).await.unwrap();
+    let _b = open(url.clone(), Some(ADMIN)).await.unwrap();
+    let err = open(url.clone(), Some(ADMIN)).await.unwrap_err();
+    assert!(err.contains("429"), "{err}");
+    // another key has its own allowance
+    let acme = crate::common::entity(&served.rt.admin(), "Acme", None).await;
+    let (_, key) = served.rt.admin().create_api_key(&acme.id).await.unwrap();
+    let _c = open(url.clone(), Some(&key)).await.unwrap();
+    // a closed socket frees its place
+    drop(a);
+    crate::common::eventually("a place is free again", || {
+        let url = url.clone();
+        async move { open(url, Some(ADMIN)).await.is_ok() }
+    })
+    .await;
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_chat_keys_are_rate_limited() {
+    let served = crate::common::serve(Config::default()).await;
+    let url = format!("ws://{}/chat/ws?channel={CHANNEL}", served.http);
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let err = open(url.clone(), Some(&format!("hk_guess{i:040}"))).await.unwrap_err();
+        statuses.push(if err.contains("429") {
+            429
+        } else if err.contains("401") {
+            401
+        } else {
+            panic!("{err}")
+        });
+    }
+    let first_limited = statuses.iter().position(|s| *s == 429).expect("guessing is rate-limited");
+    assert!(first_limited >= 5, "a few mistakes are allowed: {statuses:?}");
+    assert!(statuses[first_limited..].iter().all(|s| *s == 429), "{statuses:?}");
+    // while limited, even the right key waits
+    assert!(open(url, Some(ADMIN)).await.unwrap_err().contains("429"));
+    served.stop().await;
+}

@@ -60,3 +60,39 @@ pub fn human(name: &str) -> NewParticipant {
         identity: name.to_lowercase(),
     }
 }
+
+/// A `huddle` server (gRPC and HTTP on loopback) on a fresh SQLite file.
+pub struct Served {
+    pub rt: Runtime,
+    pub http: std::net::SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+
+/// Serves `config` (listeners, admin key and database are set here).
+pub async fn serve(mut config: huddle_runtime::Config) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.http = "127.0.0.1:0".parse().unwrap();
+    config.server.admin_key = Some(ADMIN_KEY.into());
+    config.database.url = format!("sqlite://{}", dir.path().join("served.db").display());
+    let server = huddle_runtime::server::Server::bind(config).await.unwrap();
+    let http = server.http_addr();
+    let rt = server.runtime().clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { server.run(stop).await.unwrap() }
+    });
+    Served { rt, http, stop, task, _dir: dir }
+}
+
+impl Served {
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await.unwrap().unwrap();
+    }
+}

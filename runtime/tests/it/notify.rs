@@ -637,4 +637,263 @@ async fn one_bad_contact_does_not_stop_the_others_notices() {
     assert_eq!(bobs[0].content.event_type, "room_cancelled");
     assert!(to("ada@localhost").await.is_empty(), "the bad address gets nothing");
     rt.shutdown().await;
+
+fn inbound_sources(standard_secret: &str) -> Vec<huddle_runtime::InboundConfig> {
+    vec![
+        huddle_runtime::InboundConfig {
+            name: "crm".into(),
+            scheme: "standard".into(),
+            secret: standard_secret.into(),
+            header: "X-Webhook-Signature".into(),
+            timestamp_header: None,
+            tolerance_secs: 300,
+        },
+        huddle_runtime::InboundConfig {
+            name: "gh".into(),
+            scheme: "sha256".into(),
+            secret: "s3cret".into(),
+            header: "X-Hub-Signature-256".into(),
+            timestamp_header: Some("X-Hub-Timestamp".into()),
+            tolerance_secs: 300,
+        },
+    ]
+}
+
+async fn post_inbound(http: std::net::SocketAddr, source: &str, headers: &[(&str, String)], body: &str) -> u16 {
+    let mut req =
+        reqwest::Client::new().post(format!("http://{http}/webhooks/inbound/{source}")).body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+fn standard_headers(secret: &str, id: &str, body: &str) -> Vec<(&'static str, String)> {
+    use huddle_actors::notify::signing::sign;
+    let ts = huddle_core::now_ms() / 1000;
+    vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", sign(&decode_secret(secret).unwrap(), id, ts, body.as_bytes())),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_hmac_signature_covers_the_timestamp() {
+    use huddle_actors::notify::signing::{HmacAlgorithm, hmac_header};
+    let mut config = huddle_runtime::Config::default();
+    config.notify.inbound = inbound_sources(&huddle_actors::notify::signing::generate_secret());
+    let served = crate::common::serve(config).await;
+    let mut inbound = served.rt.inbound_webhooks();
+    let body = r#"{"action":"opened"}"#;
+    let now = (huddle_core::now_ms() / 1000).to_string();
+
+    // a capture signed over the body alone, replayed with a fresh (unsigned) timestamp
+    let body_only = hmac_header(HmacAlgorithm::Sha256, b"s3cret", body.as_bytes());
+    let replayed = [("X-Hub-Signature-256", body_only), ("X-Hub-Timestamp", now.clone())];
+    assert_eq!(post_inbound(served.http, "gh", &replayed, body).await, 401, "the timestamp must be signed");
+
+    // signed over `{timestamp}.{body}`: accepted once; the same request again is a replay
+    let signed = hmac_header(HmacAlgorithm::Sha256, b"s3cret", format!("{now}.{body}").as_bytes());
+    let good = [("X-Hub-Signature-256", signed.clone()), ("X-Hub-Timestamp", now.clone())];
+    assert_eq!(post_inbound(served.http, "gh", &good, body).await, 202);
+    assert_eq!(inbound.recv().await.unwrap().body, body.as_bytes());
+    let shouted =
+        [("X-Hub-Signature-256", signed.to_uppercase().replace("SHA256=", "sha256=")), ("X-Hub-Timestamp", now)];
+    assert_eq!(post_inbound(served.http, "gh", &shouted, body).await, 409, "the same signature again is a replay");
+    // another timestamp with the old signature does not verify
+    let later = (huddle_core::now_ms() / 1000 + 1).to_string();
+    let moved = [("X-Hub-Signature-256", signed), ("X-Hub-Timestamp", later)];
+    assert_eq!(post_inbound(served.http, "gh", &moved, body).await, 401);
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_webhook_ids_are_not_accepted_twice_and_503_without_a_consumer() {
+    let secret = huddle_actors::notify::signing::generate_secret();
+    let mut config = huddle_runtime::Config::default();
+    config.notify.inbound = inbound_sources(&secret);
+    let served = crate::common::serve(config).await;
+    let body = r#"{"type":"deal.won"}"#;
+
+    // nobody subscribed: 503, and the id is not spent (the sender's retry goes through)
+    let first = standard_headers(&secret, "msg_1", body);
+    assert_eq!(post_inbound(served.http, "crm", &first, body).await, 503, "nothing takes the webhook");
+    let mut inbound = served.rt.inbound_webhooks();
+    assert_eq!(post_inbound(served.http, "crm", &first, body).await, 202);
+    let got = inbound.recv().await.unwrap();
+    assert_eq!((got.source.as_str(), got.id.as_deref()), ("crm", Some("msg_1")));
+
+    // the same webhook-id again within the tolerance: refused, even freshly signed
+    assert_eq!(post_inbound(served.http, "crm", &first, body).await, 409, "a replayed capture");
+    let resigned = standard_headers(&secret, "msg_1", body);
+    assert_eq!(post_inbound(served.http, "crm", &resigned, body).await, 409, "a repeated webhook-id");
+    assert!(inbound.try_recv().is_err(), "nothing more reached the consumer");
+
+    // a consumer that does not keep up: 202 while its queue has room, then 503 (never dropped)
+    let mut accepted = 0;
+    let mut refused = 0;
+    for i in 0..300 {
+        match post_inbound(served.http, "crm", &standard_headers(&secret, &format!("bulk_{i}"), body), body).await {
+            202 => accepted += 1,
+            503 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(accepted > 0 && refused > 0, "accepted {accepted}, refused {refused}");
+    for _ in 0..accepted {
+        assert!(inbound.try_recv().is_ok(), "every accepted webhook reaches the consumer");
+    }
+    assert!(inbound.try_recv().is_err());
+    drop(inbound);
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_error_body_is_cut_without_reading_it_all() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const TEN_MB: usize = 10 * 1024 * 1024;
+    let produced = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/huge",
+        post({
+            let produced = produced.clone();
+            move || async move {
+                // 1 KiB at once, then the rest of 10 MB in 64 KiB pieces every 20 ms
+                let stream = futures::stream::unfold(0usize, move |sent| {
+                    let produced = produced.clone();
+                    async move {
+                        if sent >= TEN_MB {
+                            return None;
+                        }
+                        let n = if sent == 0 { 1024 } else { 64 * 1024 };
+                        if sent > 0 {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        produced.fetch_add(n, Ordering::SeqCst);
+                        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; n])), sent + n))
+                    }
+                });
+                (StatusCode::INTERNAL_SERVER_ERROR, axum::body::Body::from_stream(stream))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let f = fixture(NotifyConfig { retry_schedule: "0s".into(), timeout_ms: 10_000, ..fast_config() }).await;
+    let ep = endpoint(&f.api, &f.entity, format!("{base}/huge")).await;
+    let id = f.api.send_notification(webhook(&f.entity, &ep.id, "t")).await.unwrap().ids.remove(0);
+    let n = settled(&f.api, &id).await;
+    assert_eq!(n.status, S::Dead);
+    let attempt = &n.attempts[0];
+    assert_eq!(attempt.response_code, Some(500));
+    assert!(attempt.error.as_deref().unwrap_or("").starts_with("HTTP 500: xxxx"), "{attempt:?}");
+    assert!(attempt.duration_ms < 1_500, "the excerpt did not wait for the body: {attempt:?}");
+    let read = produced.load(Ordering::SeqCst);
+    assert!(read < TEN_MB / 2, "only a prefix of the body was read ({read} bytes produced)");
+    f.rt.shutdown().await;
+}
+
+/// Runs in a child process of this test binary with proxy variables pointing at
+/// a listener of the parent, which counts the connections it gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_variables_do_not_route_deliveries() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CHILD: &str = "HUDDLE_IT_PROXY_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let f = fixture(NotifyConfig { retry_schedule: "0s".into(), timeout_ms: 2_000, ..fast_config() }).await;
+        let (rx, base) = receiver().await;
+        let ep = endpoint(&f.api, &f.entity, format!("{base}/ok")).await;
+        let id = f.api.send_notification(webhook(&f.entity, &ep.id, "t")).await.unwrap().ids.remove(0);
+        let n = settled(&f.api, &id).await;
+        assert_eq!(n.status, S::Delivered, "{n:?}");
+        assert_eq!(rx.count("ok"), 1, "the receiver got the delivery directly");
+        f.rt.shutdown().await;
+        return;
+    }
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn({
+        let hits = hits.clone();
+        move || {
+            let mut open = Vec::new();
+            for conn in proxy.incoming().flatten() {
+                hits.fetch_add(1, Ordering::SeqCst);
+                open.push(conn); // never answered
+            }
+        }
+    });
+    let name = "notify::proxy_variables_do_not_route_deliveries";
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap());
+    child.args([name, "--exact", "--nocapture", "--test-threads=1"]).env(CHILD, "1");
+    for var in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        child.env(var, &proxy_url);
+    }
+    let out = child.env_remove("NO_PROXY").env_remove("no_proxy").output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a delivery went to the proxy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_endpoint_holds_only_its_own_delivery_slots() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // an endpoint that accepts connections and never answers, counting requests
+    let hanging = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/never",
+        post({
+            let hanging = hanging.clone();
+            move || async move {
+                hanging.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let never_base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (rx, base) = receiver().await;
+
+    let config = NotifyConfig {
+        retry_schedule: "0s".into(),
+        timeout_ms: 30_000,
+        max_in_flight: 8,
+        max_in_flight_per_endpoint: 2,
+        claim_batch: 8,
+        ..fast_config()
+    };
+    let f = fixture(config).await;
+    let never = endpoint(&f.api, &f.entity, format!("{never_base}/never")).await;
+    let ok = endpoint(&f.api, &f.entity, format!("{base}/ok")).await;
+    for _ in 0..40 {
+        f.api.send_notification(webhook(&f.entity, &never.id, "t")).await.unwrap();
+    }
+    crate::common::eventually("the silent endpoint has its deliveries", || async {
+        hanging.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.extend(f.api.send_notification(webhook(&f.entity, &ok.id, "t")).await.unwrap().ids);
+    }
+    for id in &ids {
+        assert_eq!(settled(&f.api, id).await.status, S::Delivered);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "other endpoints are not held up: {:?}", started.elapsed());
+    assert_eq!(rx.count("ok"), 5);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hanging.load(Ordering::SeqCst), 2, "the silent endpoint never gets more than its cap");
+    let stats = f.api.outbox_stats().await.unwrap();
+    assert_eq!(stats.in_flight, 2, "{stats:?}");
+    assert!(stats.queued <= 2, "{stats:?}");
+    f.rt.shutdown().await;
 }

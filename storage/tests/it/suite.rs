@@ -1073,13 +1073,14 @@ pub async fn outbox_enqueue_claim_record(db: &TestDb) {
     assert!(n2.last_error.unwrap().contains("opted out"));
 
     // claims take only due rows of the asked channels, and only once while claimed
-    let claimed = store.claim_notifications("node-a", &[Channel::Email], now, 30_000, 10).await.unwrap();
+    let claimed = store.claim_notifications("node-a", &[Channel::Email], &[], now, 30_000, 10).await.unwrap();
     assert_eq!(claimed.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["n1"]);
     assert_eq!(claimed[0].status, S::Sending);
     assert_eq!(claimed[0].content.data, serde_json::json!({"n": "n1"}));
-    assert!(store.claim_notifications("node-b", &[Channel::Email], now, 30_000, 10).await.unwrap().is_empty());
+    assert!(store.claim_notifications("node-b", &[Channel::Email], &[], now, 30_000, 10).await.unwrap().is_empty());
     // a lapsed claim is claimed again
-    let reclaimed = store.claim_notifications("node-b", &[Channel::Email], now + 30_001, 30_000, 10).await.unwrap();
+    let reclaimed =
+        store.claim_notifications("node-b", &[Channel::Email], &[], now + 30_001, 30_000, 10).await.unwrap();
     assert_eq!(reclaimed.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["n1", "n3"].map(String::from)[..1]);
 
     // a retry, then delivery; both attempts are kept
@@ -1094,7 +1095,7 @@ pub async fn outbox_enqueue_claim_record(db: &TestDb) {
     let n1 = store.get_notification("n1").await.unwrap();
     assert_eq!((n1.status, n1.due_at_ms, n1.attempts.len()), (S::Pending, now + 5_000, 1));
     assert_eq!(n1.last_error.as_deref(), Some("HTTP 503"));
-    let c = store.claim_notifications("node-a", &[Channel::Email], now + 5_000, 30_000, 10).await.unwrap();
+    let c = store.claim_notifications("node-a", &[Channel::Email], &[], now + 5_000, 30_000, 10).await.unwrap();
     assert_eq!(c[0].attempt_count, 1, "a claimed row carries how many attempts were made");
     store
         .record_deliveries(&[DeliveryOutcome {
@@ -1118,11 +1119,35 @@ pub async fn outbox_enqueue_claim_record(db: &TestDb) {
     assert_err!(store.cancel_notification("nope").await, StorageError::NotFound { .. });
 
     // release: a restarted node takes its claims back at once
-    let w = store.claim_notifications("node-a", &[Channel::Webhook], now, 30_000, 10).await.unwrap();
+    let w = store.claim_notifications("node-a", &[Channel::Webhook], &[], now, 30_000, 10).await.unwrap();
     assert_eq!(w.len(), 1);
     assert_eq!(store.release_claims("node-b").await.unwrap(), 0);
     assert_eq!(store.release_claims("node-a").await.unwrap(), 1);
     assert_eq!(store.get_notification("n4").await.unwrap().status, S::Pending);
+
+    // a skipped recipient is not claimed; released claims are due again at once, for
+    // any node, without an attempt
+    let later = huddle_core::now_ms() + 1;
+    let skip = ["n4@example.com".to_string()];
+    assert!(
+        store.claim_notifications("node-a", &[Channel::Webhook], &skip, later, 30_000, 10).await.unwrap().is_empty()
+    );
+    let other = ["x@example.com".to_string(), "y@example.com".to_string()];
+    assert_eq!(
+        store.claim_notifications("node-a", &[Channel::Webhook], &other, later, 30_000, 10).await.unwrap().len(),
+        1
+    );
+    let ids = ["n4".to_string(), "nope".to_string()];
+    assert_eq!(store.release_notifications("node-b", &ids).await.unwrap(), 0, "not node-b's claim");
+    assert_eq!(store.release_notifications("node-a", &ids).await.unwrap(), 1);
+    let n4 = store.get_notification("n4").await.unwrap();
+    assert_eq!((n4.status, n4.attempt_count, n4.attempts.len()), (S::Pending, 0, 0));
+    let again = huddle_core::now_ms() + 1;
+    assert_eq!(
+        store.claim_notifications("node-b", &[Channel::Webhook], &[], again, 30_000, 10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.release_claims("node-b").await.unwrap(), 1);
 
     // listing: newest first, filtered, paged
     let all = store.list_notifications(NotificationFilter::default(), page(2, "")).await.unwrap();
@@ -1156,7 +1181,7 @@ pub async fn outbox_concurrent_claims_never_overlap(db: &TestDb) {
             let mut mine = Vec::new();
             loop {
                 let c = store
-                    .claim_notifications(&format!("node-{node}"), &[Channel::Webhook], now, 60_000, 17)
+                    .claim_notifications(&format!("node-{node}"), &[Channel::Webhook], &[], now, 60_000, 17)
                     .await
                     .unwrap();
                 if c.is_empty() {
@@ -1208,7 +1233,7 @@ pub async fn outbox_writes_many_rows_at_once(db: &TestDb) {
     assert_eq!(store.get_notification("x0007").await.unwrap().status, S::Pending);
     assert_eq!(store.get_notification("m0599").await.unwrap().content.data, serde_json::json!({"n": "m0599"}));
 
-    let claimed = store.claim_notifications("node-a", &[Channel::Email], now, 60_000, 1_000).await.unwrap();
+    let claimed = store.claim_notifications("node-a", &[Channel::Email], &[], now, 60_000, 1_000).await.unwrap();
     assert_eq!(claimed.len(), 599, "all but the skipped one");
     let attempt = |n: u32, code: u32| DeliveryAttempt {
         attempt: n,
