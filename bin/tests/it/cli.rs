@@ -202,7 +202,7 @@ fn help_explains_commands() {
 fn models_commands_run_locally_with_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_huddle"))
+        huddle(dir.path())
             .args(args)
             .arg("--models-dir")
             .arg(dir.path())
