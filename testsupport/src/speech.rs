@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn every_manifest_entry_loads() {
         assert!(manifest().len() >= 19);
-        for ((voice, text), _) in manifest() {
+        for (voice, text) in manifest().keys() {
             let voice = [Voice::EnUs150, Voice::En175].into_iter().find(|v| v.as_str() == voice).unwrap();
             let s = spoken_in(voice, text);
             assert_eq!(s.rate, 22_050);

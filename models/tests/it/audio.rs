@@ -207,9 +207,13 @@ fn wav_extensible_and_multichannel() {
 /// `testsupport/fixtures/speech/make.sh`.
 #[test]
 fn wav_files_written_by_sox_decode_like_sox_does() {
-    for (channels, rate, format) in
-        [("1", "22050", "pcm16"), ("2", "44100", "pcm24"), ("1", "48000", "pcm32"), ("1", "8000", "pcm8"), ("4", "96000", "float32")]
-    {
+    for (channels, rate, format) in [
+        ("1", "22050", "pcm16"),
+        ("2", "44100", "pcm24"),
+        ("1", "48000", "pcm32"),
+        ("1", "8000", "pcm8"),
+        ("4", "96000", "float32"),
+    ] {
         let path = fixture(&format!("sox/{format}-{channels}.wav"));
         let ours = read_wav(&path).unwrap();
         let theirs = f32_samples(&format!("sox/{format}-{channels}.f32"));
