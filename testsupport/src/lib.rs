@@ -1,9 +1,11 @@
-//! Test support for huddle: doubles of peers that cannot run on this machine. Each double
-//! follows its peer's published protocol and is named for what it is.
+//! Test support for huddle: doubles of peers that cannot run on this machine (each follows
+//! its peer's published protocol and is named for what it is), and committed speech fixtures.
 //!
 //! # Layout
 //! - [`livekit`]: [`livekit::LiveKitTestServer`], a test double of a LiveKit server's
 //!   signalling (`/rtc`) and agent (`/agent`) endpoints, with an Opus media peer
+//! - [`speech`]: committed speech fixtures (espeak-ng sentences, sox-written files), so
+//!   tests need neither tool; `fixtures/speech/make.sh` regenerates them
 //! - [`eventually`] and [`within`]: polling helpers for tests (no fixed sleeps)
 //!
 //! # Example
@@ -17,6 +19,7 @@
 //! ```
 
 pub mod livekit;
+pub mod speech;
 
 use std::future::Future;
 use std::time::Duration;

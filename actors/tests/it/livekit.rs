@@ -395,23 +395,10 @@ async fn livekit_worker_reconnects_and_registers_again() {
 
 // ---- media: the agent hears a participant -------------------------------------------------
 
-/// A sentence spoken by espeak-ng, resampled by sox to 48 kHz mono PCM16.
-fn synthesized_speech(dir: &std::path::Path) -> Vec<i16> {
-    let wav = dir.join("speech.wav");
-    let raw = dir.join("speech.raw");
-    let status = std::process::Command::new("espeak-ng")
-        .args(["-w", wav.to_str().unwrap(), "The quarterly numbers look good, let us ship on Friday."])
-        .status()
-        .expect("espeak-ng must be installed: apt-get install -y espeak-ng");
-    assert!(status.success(), "espeak-ng failed");
-    let status = std::process::Command::new("sox")
-        .arg(&wav)
-        .args(["-r", "48000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw"])
-        .arg(&raw)
-        .status()
-        .expect("sox must be installed: apt-get install -y sox");
-    assert!(status.success(), "sox failed");
-    std::fs::read(&raw).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+/// A sentence spoken by espeak-ng (a committed fixture), resampled to 48 kHz mono PCM16.
+fn synthesized_speech() -> Vec<i16> {
+    use huddle_testsupport::speech::{Voice, spoken_in};
+    spoken_in(Voice::En175, "The quarterly numbers look good, let us ship on Friday.").resampled(48_000).samples
 }
 
 /// RMS per 10 ms window (480 samples at 48 kHz).
@@ -445,8 +432,7 @@ fn envelope_correlation(source: &[i16], received: &[i16]) -> f64 {
 async fn livekit_media_agent_hears_a_published_participant() {
     use huddle_actors::livekit::{RoomTransport, WebRtcOptions, WebRtcTransport};
 
-    let dir = tempfile::tempdir().unwrap();
-    let speech = synthesized_speech(dir.path());
+    let speech = synthesized_speech();
     let source_secs = speech.len() as f64 / 48_000.0;
     assert!(source_secs > 1.0, "espeak-ng produced {source_secs:.2} s");
 

@@ -201,14 +201,7 @@ fn help_explains_commands() {
 #[test]
 fn models_commands_run_locally_with_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_huddle"))
-            .args(args)
-            .arg("--models-dir")
-            .arg(dir.path())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| huddle(dir.path()).args(args).arg("--models-dir").arg(dir.path()).output().unwrap();
     let out = run(&["models", "list"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("no models installed"));

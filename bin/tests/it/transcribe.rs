@@ -1,11 +1,12 @@
 //! `huddle transcribe` end to end: espeak-ng speech in WAV files of several formats,
-//! the real tiny.en weights, and the errors a person sees for bad input.
+//! the real tiny.en weights, and the errors a person sees for bad input. The speech and
+//! the sox-written files are committed fixtures (`huddle_testsupport::speech`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use huddle_models::audio::wav::{encode_pcm16, read_wav};
+use huddle_models::audio::wav::encode_pcm16;
 use huddle_models::eval::word_error_rate as wer;
+use huddle_testsupport::speech::{fixture, resample, spoken, wav_bytes};
 use serde_json::Value;
 
 use crate::common::{huddle, models_dir, run};
@@ -21,50 +22,38 @@ fn transcribe(dir: &Path, args: &[&str]) -> crate::common::Run {
     run(huddle(dir).arg("transcribe").args(args).arg("--models-dir").arg(models_dir()))
 }
 
-fn sox(args: &[&str]) {
-    let status = Command::new("sox").args(args).status().expect("run sox (apt-get install sox)");
-    assert!(status.success(), "sox {args:?} failed");
-}
-
 /// The sentences spoken by espeak-ng at its own rate (22.05 kHz, 16-bit), with
-/// `pause_s` of silence before, between and after; returns the path and each
-/// sentence's span in ms.
-fn speech_wav(dir: &Path, pause_s: f32) -> (PathBuf, Vec<(u64, u64)>) {
+/// `pause_s` of silence before, between and after; returns the path, the samples, the
+/// rate and each sentence's span in ms.
+fn speech_wav(dir: &Path, pause_s: f32) -> (PathBuf, Vec<f32>, u32, Vec<(u64, u64)>) {
     let mut pcm = Vec::new();
     let mut spans = Vec::new();
     let mut rate = 0;
-    for (i, text) in SENTENCES.iter().enumerate() {
-        let clip = dir.join(format!("s{i}.wav"));
-        let status = Command::new("espeak-ng")
-            .args(["-v", "en-us", "-s", "150", "-w"])
-            .arg(&clip)
-            .arg(text)
-            .status()
-            .expect("run espeak-ng (apt-get install espeak-ng)");
-        assert!(status.success());
-        let wav = read_wav(&clip).unwrap();
-        rate = wav.sample_rate;
+    for text in SENTENCES {
+        let clip = spoken(text);
+        rate = clip.rate;
         let pause = (pause_s * rate as f32) as usize;
         pcm.extend(std::iter::repeat_n(0.0, pause));
         let start = pcm.len() as u64 * 1000 / u64::from(rate);
-        pcm.extend(&wav.samples);
+        pcm.extend(clip.to_f32());
         spans.push((start, pcm.len() as u64 * 1000 / u64::from(rate)));
     }
     pcm.extend(std::iter::repeat_n(0.0, (pause_s * rate as f32) as usize));
     let path = dir.join("speech.wav");
     std::fs::write(&path, encode_pcm16(&pcm, rate)).unwrap();
-    (path, spans)
+    (path, pcm, rate, spans)
 }
 
 #[test]
 fn transcribes_speech_files() {
     let dir = tempfile::tempdir().unwrap();
-    let (wav, spans) = speech_wav(dir.path(), 0.8);
+    let (wav, pcm, rate, spans) = speech_wav(dir.path(), 0.8);
     let reference = SENTENCES.join(" ");
 
     // JSON lines, from a 48 kHz stereo 24-bit copy of the file.
     let stereo = dir.path().join("stereo48k.wav");
-    sox(&[wav.to_str().unwrap(), "-r", "48000", "-c", "2", "-b", "24", stereo.to_str().unwrap()]);
+    let both: Vec<f32> = resample(&pcm, rate, 48_000).into_iter().flat_map(|s| [s, s]).collect();
+    std::fs::write(&stereo, wav_bytes(&both, 48_000, 2, 24)).unwrap();
     let out = transcribe(dir.path(), &[stereo.to_str().unwrap(), "--json"]);
     let lines: Vec<Value> = out.json_lines();
     eprintln!("{}", out.stdout);
@@ -123,23 +112,17 @@ fn silence_prints_nothing() {
         let out = transcribe(dir.path(), &args);
         assert_eq!(out.ok(), "", "{}", out.stderr);
     }
-    // Low noise, 44.1 kHz stereo, written by sox.
+    // Low noise, 44.1 kHz stereo: 5 s of white noise at 0.005 full scale (as `sox -n -r 44100
+    // -c 2 -b 16 noise.wav synth 5 whitenoise vol 0.005` writes).
     let noise = dir.path().join("noise.wav");
-    sox(&[
-        "-n",
-        "-r",
-        "44100",
-        "-c",
-        "2",
-        "-b",
-        "16",
-        noise.to_str().unwrap(),
-        "synth",
-        "5",
-        "whitenoise",
-        "vol",
-        "0.005",
-    ]);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let white: Vec<f32> = (0..44_100 * 5 * 2)
+        .map(|_| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * 0.005
+        })
+        .collect();
+    std::fs::write(&noise, wav_bytes(&white, 44_100, 2, 16)).unwrap();
     assert_eq!(transcribe(dir.path(), &[noise.to_str().unwrap()]).ok(), "");
 }
 
@@ -158,13 +141,14 @@ fn bad_input_is_a_clear_error() {
     assert!(err.contains("notes.wav: not a WAV file") && err.contains("sox"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 
-    // A-law and mu-law, as sox writes them.
-    let pcm = p("tone.wav");
-    sox(&["-n", "-r", "8000", "-c", "1", "-b", "16", &pcm, "synth", "1", "sine", "300"]);
+    // A-law and mu-law, as sox writes them (`sox -n -r 8000 -c 1 -b 16 tone-8k.wav synth 1
+    // sine 300`, then `sox tone-8k.wav -e a-law tone-8k-a-law.wav`).
+    let tone = fixture("sox/tone-8k.wav");
+    let pcm = tone.to_str().unwrap();
     for (encoding, name) in [("a-law", "A-law"), ("u-law", "mu-law")] {
-        let path = p(&format!("{encoding}.wav"));
-        sox(&[&pcm, "-e", encoding, &path]);
-        let err = transcribe(dir.path(), &[&path]).err().to_owned();
+        let path = fixture(&format!("sox/tone-8k-{encoding}.wav"));
+        let path = path.to_str().unwrap();
+        let err = transcribe(dir.path(), &[path]).err().to_owned();
         assert!(
             err.contains(&format!("unsupported WAV sample format {name}")) && err.contains("signed-integer"),
             "{err}"
@@ -173,13 +157,13 @@ fn bad_input_is_a_clear_error() {
     }
 
     // A WAV cut short.
-    let bytes = std::fs::read(&pcm).unwrap();
+    let bytes = std::fs::read(pcm).unwrap();
     std::fs::write(p("cut.wav"), &bytes[..bytes.len() / 2]).unwrap();
     let err = transcribe(dir.path(), &[&p("cut.wav")]).err().to_owned();
     assert!(err.contains("cut.wav: truncated WAV file"), "{err}");
 
     // A model that is not there.
-    let out = run(huddle(dir.path()).args(["transcribe", &pcm, "--whisper-model", &p("nope.bin")]));
+    let out = run(huddle(dir.path()).args(["transcribe", pcm, "--whisper-model", &p("nope.bin")]));
     let err = out.err();
     assert!(err.contains("model file not found") && err.contains("huddle models fetch"), "{err}");
 

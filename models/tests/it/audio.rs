@@ -1,8 +1,7 @@
 //! The audio DSP: WAV decoding (hand-written fixtures and files written by sox),
-//! resampling, and voice-activity segmentation of espeak-ng speech, up to tiny.en.
+//! resampling, and voice-activity segmentation of espeak-ng speech, up to tiny.en. The
+//! sox-written files and the speech are committed fixtures (`huddle_testsupport::speech`).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use huddle_models::audio::resample::{Resampler, resample_to_16k};
@@ -10,6 +9,7 @@ use huddle_models::audio::vad::{Segmenter, Utterance, VadConfig};
 use huddle_models::audio::wav::{encode_pcm16, parse_wav, read_wav};
 use huddle_models::audio::{AudioError, pcm16le_to_f32};
 use huddle_models::whisper::TranscribeOptions;
+use huddle_testsupport::speech::{Voice, f32_samples, fixture, spoken_path};
 
 use crate::common::{speak, tiny_q8, wer};
 
@@ -68,30 +68,6 @@ fn err_of(bytes: &[u8]) -> AudioError {
         Ok(w) => panic!("parsed as {} Hz {} ch {}", w.sample_rate, w.channels, w.format),
         Err(e) => e,
     }
-}
-
-fn sox(args: &[&str]) {
-    let status = Command::new("sox").args(args).status().expect("run sox (apt-get install sox)");
-    assert!(status.success(), "sox {args:?} failed");
-}
-
-/// The file's first channel as f32, decoded by sox.
-fn sox_decode(path: &Path) -> Vec<f32> {
-    let raw = path.with_extension("f32");
-    sox(&[
-        path.to_str().unwrap(),
-        "-t",
-        "raw",
-        "-e",
-        "floating-point",
-        "-b",
-        "32",
-        "-L",
-        raw.to_str().unwrap(),
-        "remix",
-        "1",
-    ]);
-    std::fs::read(&raw).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 /// Deterministic white noise at `dbfs` RMS.
@@ -226,24 +202,21 @@ fn wav_extensible_and_multichannel() {
     assert!(parse_wav(&wav(1, 2, 16_000, 16, &[])).unwrap().samples.is_empty());
 }
 
+/// Files sox wrote (`sox -n -r RATE -c CHANNELS -e ENCODING -b BITS F.wav synth 0.25 sine
+/// 440 vol 0.7`) and sox's decoding of their first channel, committed by
+/// `testsupport/fixtures/speech/make.sh`.
 #[test]
 fn wav_files_written_by_sox_decode_like_sox_does() {
-    let dir = tempfile::tempdir().unwrap();
-    for (channels, rate, encoding, bits, format) in [
-        ("1", "22050", "signed-integer", "16", "pcm16"),
-        ("2", "44100", "signed-integer", "24", "pcm24"),
-        ("1", "48000", "signed-integer", "32", "pcm32"),
-        ("1", "8000", "unsigned-integer", "8", "pcm8"),
-        ("4", "96000", "floating-point", "32", "float32"),
+    for (channels, rate, format) in [
+        ("1", "22050", "pcm16"),
+        ("2", "44100", "pcm24"),
+        ("1", "48000", "pcm32"),
+        ("1", "8000", "pcm8"),
+        ("4", "96000", "float32"),
     ] {
-        let path = dir.path().join(format!("{format}-{channels}.wav"));
-        let p = path.to_str().unwrap();
-        sox(&[
-            "-n", "-r", rate, "-c", channels, "-e", encoding, "-b", bits, p, "synth", "0.25", "sine", "440", "vol",
-            "0.7",
-        ]);
+        let path = fixture(&format!("sox/{format}-{channels}.wav"));
         let ours = read_wav(&path).unwrap();
-        let theirs = sox_decode(&path);
+        let theirs = f32_samples(&format!("sox/{format}-{channels}.f32"));
         assert_eq!(ours.format, format);
         assert_eq!(ours.sample_rate.to_string(), rate);
         assert_eq!(ours.channels.to_string(), channels);
@@ -251,12 +224,13 @@ fn wav_files_written_by_sox_decode_like_sox_does() {
         let worst = ours.samples.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(worst < 1e-4 || (format == "pcm8" && worst < 1.0 / 64.0), "{format}: differs from sox by {worst}");
     }
-    // Our encoder writes files sox reads.
-    let path = dir.path().join("ours.wav");
+    // Our encoder writes what sox writes: re-encoding sox's 16-bit file gives its bytes back.
+    let path = fixture("sox/pcm16-1.wav");
+    let decoded = read_wav(&path).unwrap();
+    assert!(encode_pcm16(&decoded.samples, decoded.sample_rate) == std::fs::read(&path).unwrap());
     let tone: Vec<f32> = (0..1_600).map(|i| (i as f32 * 0.2).sin() * 0.5).collect();
-    std::fs::write(&path, encode_pcm16(&tone, 16_000)).unwrap();
-    let back = sox_decode(&path);
-    assert!(back.iter().zip(&tone).all(|(a, b)| (a - b).abs() < 1e-4));
+    let back = parse_wav(&encode_pcm16(&tone, 16_000)).unwrap();
+    assert!(back.samples.len() == tone.len() && back.samples.iter().zip(&tone).all(|(a, b)| (a - b).abs() < 1e-4));
 }
 
 #[test]
@@ -455,21 +429,14 @@ fn streaming_resampler_matches_the_whole_buffer() {
     }
 }
 
+/// espeak-ng's file for `THREE[0]`, and sox's 16 kHz float resampling of it
+/// (`sox F.wav -t raw -r 16000 -c 1 -e floating-point -b 32 -L F-16k.f32`).
 #[test]
 fn espeak_native_rate_resamples_like_sox() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.wav");
-    let status = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&path)
-        .arg(THREE[0])
-        .status()
-        .expect("run espeak-ng");
-    assert!(status.success());
-    let native = read_wav(&path).unwrap();
+    let native = read_wav(&spoken_path(Voice::EnUs150, THREE[0])).unwrap();
     assert_eq!((native.sample_rate, native.format.as_str()), (22_050, "pcm16"));
     let ours = resample_to_16k(&native.samples, native.sample_rate).unwrap();
-    let theirs = speak(THREE[0]);
+    let theirs = f32_samples("sox/the-quick-brown-fox-16k.f32");
     assert!(ours.len().abs_diff(theirs.len()) <= 1, "{} vs {}", ours.len(), theirs.len());
     // Best aligned at lag 0, and the same signal but for the filters' transition bands.
     let n = ours.len().min(theirs.len()) - 8;

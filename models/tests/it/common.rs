@@ -1,9 +1,10 @@
-//! Fixtures: the installed tiny.en model, synthetic speech and word error rate.
+//! Fixtures: the installed tiny.en model, synthetic speech (committed espeak-ng recordings)
+//! and word error rate.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+use huddle_models::audio::resample::resample_to_16k;
 use huddle_models::fetch::{InstalledModel, WhisperModel, fetch_whisper};
 use huddle_models::ggml::Quant;
 use huddle_models::whisper::WhisperEngine;
@@ -34,26 +35,11 @@ pub fn tiny_q8() -> &'static WhisperEngine {
     })
 }
 
-/// Speaks `text` with espeak-ng and returns 16 kHz mono f32 samples (sox resamples).
+/// `text` as spoken by espeak-ng (a committed fixture, see `huddle_testsupport::speech`),
+/// as 16 kHz mono f32 samples from huddle's own resampler.
 pub fn speak(text: &str) -> Vec<f32> {
-    let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("speech.wav");
-    let raw = dir.path().join("speech.f32");
-    let status = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("run espeak-ng (apt-get install espeak-ng)");
-    assert!(status.success(), "espeak-ng failed");
-    let status = Command::new("sox")
-        .arg(&wav)
-        .args(["-t", "raw", "-r", "16000", "-c", "1", "-e", "floating-point", "-b", "32", "-L"])
-        .arg(&raw)
-        .status()
-        .expect("run sox (apt-get install sox)");
-    assert!(status.success(), "sox failed");
-    std::fs::read(&raw).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    let speech = huddle_testsupport::speech::spoken(text);
+    resample_to_16k(&speech.to_f32(), speech.rate).expect("resample the fixture to 16 kHz")
 }
 
 pub use huddle_models::eval::word_error_rate as wer;

@@ -696,20 +696,11 @@ async fn livekit_agent_rejoins_active_rooms_after_a_restart() {
     second.shutdown().await;
 }
 
-/// espeak-ng speech resampled by sox to 48 kHz mono, then `silence_ms` of silence.
+/// espeak-ng speech (a committed fixture, espeak-ng's default voice) resampled to 48 kHz
+/// mono, then `silence_ms` of silence.
 fn speech_48k(text: &str, silence_ms: usize) -> Vec<i16> {
-    let dir = tempfile::tempdir().unwrap();
-    let (wav, raw) = (dir.path().join("s.wav"), dir.path().join("s.raw"));
-    let ok = std::process::Command::new("espeak-ng").arg("-w").arg(&wav).arg(text).status();
-    assert!(ok.expect("espeak-ng must be installed").success());
-    let ok = std::process::Command::new("sox")
-        .arg(&wav)
-        .args(["-r", "48000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw"])
-        .arg(&raw)
-        .status();
-    assert!(ok.expect("sox must be installed").success());
-    let mut pcm: Vec<i16> =
-        std::fs::read(&raw).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    use huddle_testsupport::speech::{Voice, spoken_in};
+    let mut pcm = spoken_in(Voice::En175, text).resampled(48_000).samples;
     pcm.extend(std::iter::repeat_n(0, 48 * silence_ms));
     pcm
 }

@@ -1,4 +1,5 @@
-//! Speech into rooms, end to end with real weights (tiny.en q8_0) and espeak-ng speech:
+//! Speech into rooms, end to end with real weights (tiny.en q8_0) and espeak-ng speech
+//! (committed fixtures, `huddle_testsupport::speech`):
 //! audio streams -> VAD -> shared whisper decoders -> room transcript, watchers, storage.
 
 use std::path::{Path, PathBuf};
@@ -50,19 +51,10 @@ async fn runtime(dir: &Path, speech: SpeechConfig) -> Runtime {
     Runtime::builder().database_url(url).speech(speech).build().await.unwrap()
 }
 
-/// espeak-ng speech at its native 22 050 Hz, as PCM16 bytes.
+/// espeak-ng speech (a committed fixture) at its native 22 050 Hz, as PCM16 bytes.
 pub fn speak_pcm16(text: &str) -> (Vec<u8>, u32) {
-    let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("s.wav");
-    let status = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("run espeak-ng (apt-get install espeak-ng)");
-    assert!(status.success());
-    let audio = huddle_models::audio::wav::read_wav(&wav).unwrap();
-    (huddle_models::audio::wav::encode_pcm16(&audio.samples, audio.sample_rate), audio.sample_rate)
+    let speech = huddle_testsupport::speech::spoken(text);
+    (speech.pcm16le(), speech.rate)
 }
 
 /// `pcm` followed by `silence_ms` of silence.
