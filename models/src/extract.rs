@@ -82,11 +82,44 @@ fn pdf_text(bytes: &[u8]) -> Result<String, ExtractError> {
         return Err(ExtractError::Pdf("not a PDF file (it does not start with %PDF-)".into()));
     }
     // pdf-extract panics on some malformed files; a bad upload must not take the node down
-    match std::panic::catch_unwind(AssertUnwindSafe(|| pdf_extract::extract_text_from_mem(bytes))) {
-        Ok(Ok(text)) => Ok(text),
-        Ok(Err(e)) => Err(ExtractError::Pdf(e.to_string())),
+    match std::panic::catch_unwind(AssertUnwindSafe(|| pdf_text_of(bytes))) {
+        Ok(result) => result,
         Err(_) => Err(ExtractError::Pdf("the file is malformed".into())),
     }
+}
+
+/// `pdf_extract::extract_text_from_mem`, with the page tree checked first.
+fn pdf_text_of(bytes: &[u8]) -> Result<String, ExtractError> {
+    let pdf_error = |e: pdf_extract::Error| ExtractError::Pdf(e.to_string());
+    let mut doc = pdf_extract::Document::load_mem(bytes).map_err(pdf_error)?;
+    if doc.is_encrypted() {
+        // as pdf-extract does: an empty user password opens most "encrypted" PDFs
+        doc.decrypt("").map_err(pdf_error)?;
+    }
+    check_page_parents(&doc)?;
+    let mut text = String::new();
+    pdf_extract::output_doc(&doc, &mut pdf_extract::PlainTextOutput::new(&mut text))
+        .map_err(|e| ExtractError::Pdf(e.to_string()))?;
+    Ok(text)
+}
+
+/// pdf-extract follows each page's `/Parent` chain (for inherited resources and media
+/// boxes) without a visited set: a chain that loops would spin forever (found by the
+/// `extract` fuzz target).
+fn check_page_parents(doc: &pdf_extract::Document) -> Result<(), ExtractError> {
+    for (number, id) in doc.get_pages() {
+        let mut seen = std::collections::HashSet::from([id]);
+        let mut dict = doc.get_dictionary(id).ok();
+        while let Some(parent) = dict.and_then(|d| d.get(b"Parent").ok()).and_then(|p| p.as_reference().ok()) {
+            if !seen.insert(parent) {
+                return Err(ExtractError::Pdf(format!(
+                    "the page tree loops (page {number} is its own ancestor): the file is malformed"
+                )));
+            }
+            dict = doc.get_dictionary(parent).ok();
+        }
+    }
+    Ok(())
 }
 
 /// Markdown to text: headings, list items and paragraphs on their own lines; no markup.
@@ -222,6 +255,20 @@ mod tests {
             flipped[i] ^= 0x5a;
         }
         let _ = extract_text(&flipped, DocumentFormat::Pdf); // any result but a panic
+    }
+
+    #[test]
+    fn a_page_that_is_its_own_parent_is_an_error_not_a_hang() {
+        // The extract fuzz target's timeout: a page without /Resources that names itself as
+        // /Parent, and pdf-extract looped looking for inherited resources. The edits keep
+        // every length, so the xref offsets stay right.
+        let text = String::from_utf8(minimal_pdf("Refunds are processed within five business days.")).unwrap();
+        let looped = text
+            .replace("/Type /Page /Parent 2 0 R", "/Type /Page /Parent 3 0 R")
+            .replace("/Resources <<", "/Xesources <<");
+        assert_eq!(looped.len(), text.len());
+        let err = extract_text(looped.as_bytes(), DocumentFormat::Pdf).unwrap_err();
+        assert!(err.to_string().contains("page tree loops"), "{err}");
     }
 
     #[test]
