@@ -135,6 +135,7 @@ fn pdf_text(bytes: &[u8], limits: &ExtractLimits) -> Result<String, ExtractError
             return Err(ExtractError::PdfEncrypted);
         }
         check_forms(&doc, limit.saturating_mul(FORM_WORK_FACTOR))?;
+        check_page_parents(&doc)?;
         let mut text = String::new();
         let (result, stopped) = {
             let mut out = BoundedOutput {
@@ -506,6 +507,25 @@ impl<O: pdf_extract::OutputDev> pdf_extract::OutputDev for BoundedOutput<O> {
     }
 }
 
+/// pdf-extract follows each page's `/Parent` chain (for inherited resources and media
+/// boxes) without a visited set: a chain that loops would spin forever (found by the
+/// `extract` fuzz target).
+fn check_page_parents(doc: &pdf_extract::Document) -> Result<(), ExtractError> {
+    for (number, id) in doc.get_pages() {
+        let mut seen = std::collections::HashSet::from([id]);
+        let mut dict = doc.get_dictionary(id).ok();
+        while let Some(parent) = dict.and_then(|d| d.get(b"Parent").ok()).and_then(|p| p.as_reference().ok()) {
+            if !seen.insert(parent) {
+                return Err(ExtractError::Pdf(format!(
+                    "the page tree loops (page {number} is its own ancestor): the file is malformed"
+                )));
+            }
+            dict = doc.get_dictionary(parent).ok();
+        }
+    }
+    Ok(())
+}
+
 /// Markdown to text: headings, list items and paragraphs on their own lines; no markup.
 pub fn strip_markdown(md: &str) -> String {
     let mut out = String::with_capacity(md.len());
@@ -683,6 +703,20 @@ mod tests {
             flipped[i] ^= 0x5a;
         }
         let _ = extract_text(&flipped, DocumentFormat::Pdf); // any result but a panic
+    }
+
+    #[test]
+    fn a_page_that_is_its_own_parent_is_an_error_not_a_hang() {
+        // The extract fuzz target's timeout: a page without /Resources that names itself as
+        // /Parent, and pdf-extract looped looking for inherited resources. The edits keep
+        // every length, so the xref offsets stay right.
+        let text = String::from_utf8(minimal_pdf("Refunds are processed within five business days.")).unwrap();
+        let looped = text
+            .replace("/Type /Page /Parent 2 0 R", "/Type /Page /Parent 3 0 R")
+            .replace("/Resources <<", "/Xesources <<");
+        assert_eq!(looped.len(), text.len());
+        let err = extract_text(looped.as_bytes(), DocumentFormat::Pdf).unwrap_err();
+        assert!(err.to_string().contains("page tree loops"), "{err}");
     }
 
     #[test]

@@ -637,6 +637,7 @@ async fn one_bad_contact_does_not_stop_the_others_notices() {
     assert_eq!(bobs[0].content.event_type, "room_cancelled");
     assert!(to("ada@localhost").await.is_empty(), "the bad address gets nothing");
     rt.shutdown().await;
+}
 
 fn inbound_sources(standard_secret: &str) -> Vec<huddle_runtime::InboundConfig> {
     vec![
