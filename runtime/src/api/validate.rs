@@ -185,7 +185,10 @@ mod tests {
         assert!(scheduled_for("scheduled_for", Some(now - 86_400_000), now).is_ok());
         assert_eq!(field_of(scheduled_for("scheduled_for", Some(-1), now)), "scheduled_for");
         assert_eq!(field_of(scheduled_for("scheduled_for", Some(i64::MAX), now)), "scheduled_for");
-        assert_eq!(field_of(scheduled_for("scheduled_for", Some(now + MAX_SCHEDULE_AHEAD_MS + 1), now)), "scheduled_for");
+        assert_eq!(
+            field_of(scheduled_for("scheduled_for", Some(now + MAX_SCHEDULE_AHEAD_MS + 1), now)),
+            "scheduled_for"
+        );
     }
 
     #[test]
@@ -198,9 +201,6 @@ mod tests {
         assert!(id("room_id", "0193-abc_DEF").is_ok());
         assert_eq!(field_of(max_participants("max_participants", 0, false)), "max_participants");
         assert!(max_participants("max_participants", 0, true).is_ok());
-        assert_eq!(
-            field_of(instructions("instructions", &"x".repeat(MAX_INSTRUCTIONS_CHARS + 1))),
-            "instructions"
-        );
+        assert_eq!(field_of(instructions("instructions", &"x".repeat(MAX_INSTRUCTIONS_CHARS + 1))), "instructions");
     }
 }

@@ -79,7 +79,11 @@ impl RoomRouter {
                         restarts += 1;
                         metrics::counter!("huddle_room_router_restarts_total").increment(1);
                         let backoff = Duration::from_millis(100 << restarts.min(6));
-                        warn!(restarts, backoff_ms = backoff.as_millis() as u64, "the room router panicked: restarting from the event logs");
+                        warn!(
+                            restarts,
+                            backoff_ms = backoff.as_millis() as u64,
+                            "the room router panicked: restarting from the event logs"
+                        );
                         tokio::time::sleep(backoff).await;
                     }
                     _ => break,
@@ -343,30 +347,32 @@ async fn route(rt: &Runtime, config: &RoomNotifyConfig, event: &RoomEvent) -> Re
             "segments": segments,
         });
         if let (Some(email), true) = (&p.email, email_on) {
-            let sent = api.send_notification(SendRequest {
-                entity_id: room.entity_id.clone(),
-                channel: Some(Channel::Email),
-                recipients: vec![email.clone()],
-                template: Some(template.into()),
-                ics: method.map(|m| ics(&room, p, m)),
-                data: data.clone(),
-                idempotency_key: key("email", &p.id),
-                ..Default::default()
-            })
-            .await;
+            let sent = api
+                .send_notification(SendRequest {
+                    entity_id: room.entity_id.clone(),
+                    channel: Some(Channel::Email),
+                    recipients: vec![email.clone()],
+                    template: Some(template.into()),
+                    ics: method.map(|m| ics(&room, p, m)),
+                    data: data.clone(),
+                    idempotency_key: key("email", &p.id),
+                    ..Default::default()
+                })
+                .await;
             per_recipient(sent, event, &p.id, "email")?;
         }
         if let (Some(phone), true, false) = (&p.phone, sms_on, template == "room_summary") {
-            let sent = api.send_notification(SendRequest {
-                entity_id: room.entity_id.clone(),
-                channel: Some(Channel::Sms),
-                recipients: vec![phone.clone()],
-                template: Some(template.into()),
-                data,
-                idempotency_key: key("sms", &p.id),
-                ..Default::default()
-            })
-            .await;
+            let sent = api
+                .send_notification(SendRequest {
+                    entity_id: room.entity_id.clone(),
+                    channel: Some(Channel::Sms),
+                    recipients: vec![phone.clone()],
+                    template: Some(template.into()),
+                    data,
+                    idempotency_key: key("sms", &p.id),
+                    ..Default::default()
+                })
+                .await;
             per_recipient(sent, event, &p.id, "sms")?;
         }
         if p.email.is_none() && p.phone.is_none() {
@@ -389,9 +395,9 @@ fn per_recipient(
     use crate::ApiError as E;
     match sent {
         Ok(_) => Ok(()),
-        Err(e @ (E::Unavailable(_) | E::Internal(_) | E::DeadlineExceeded(_) | E::Aborted(_) | E::ResourceExhausted(_))) => {
-            Err(e)
-        }
+        Err(
+            e @ (E::Unavailable(_) | E::Internal(_) | E::DeadlineExceeded(_) | E::Aborted(_) | E::ResourceExhausted(_)),
+        ) => Err(e),
         Err(e) => {
             warn!(room = %event.room_id, seq = event.seq, participant = %participant_id, channel, error = %e, "cannot notify a participant: passed over");
             Ok(())

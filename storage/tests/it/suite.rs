@@ -932,10 +932,15 @@ pub async fn room_routing_cursors(db: &TestDb) {
     // An ended room drops out once it ended before the window's start.
     let a1 = store.get_room("a1").await.unwrap();
     let ended_at = now_ms();
-    let done = change(&a1, |room| {
-        room.status = RoomStatus::Completed;
-        room.ended_at_ms = Some(ended_at);
-    }, vec![], &["completed"]);
+    let done = change(
+        &a1,
+        |room| {
+            room.status = RoomStatus::Completed;
+            room.ended_at_ms = Some(ended_at);
+        },
+        vec![],
+        &["completed"],
+    );
     store.commit_room_change(done).await.unwrap();
     assert!(store.list_unrouted_rooms(ended_at).await.unwrap().iter().any(|r| r.0 == "a1"));
     assert!(!store.list_unrouted_rooms(ended_at + 1).await.unwrap().iter().any(|r| r.0 == "a1"));
