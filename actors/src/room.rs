@@ -821,4 +821,129 @@ mod tests {
         assert_eq!(events.last().unwrap().kind, "cancelled");
         assert_eq!(events[events.len() - 2].kind, "participant_left");
     }
+
+    /// Writes `storage/tests/fixtures/events-v1.db` with the pre-typed-events code: every
+    /// room event kind, produced by the real producers (the `created` and
+    /// `transcriber_restarted` payloads are copies of api.rs's and the supervisor
+    /// handler's `json!`). Run with `HUDDLE_WRITE_FIXTURE=path cargo test -p huddle-actors
+    /// write_event_fixture -- --ignored`.
+    #[tokio::test]
+    #[ignore]
+    async fn write_event_fixture() {
+        let path = std::env::var("HUDDLE_WRITE_FIXTURE").expect("HUDDLE_WRITE_FIXTURE");
+        let _ = std::fs::remove_file(&path);
+        let store = huddle_storage::open(&format!("sqlite://{path}")).await.unwrap();
+        let e = store.create_entity(NewEntity { name: "Acme".into(), ..Default::default() }).await.unwrap();
+        let dept = store
+            .create_department(huddle_core::NewDepartment {
+                entity_id: e.id.clone(),
+                name: "Sales".into(),
+                instructions: String::new(),
+            })
+            .await
+            .unwrap();
+        let mk = |id: &str, dept: Option<String>, lk: Option<String>| {
+            let now = now_ms();
+            let room = Room {
+                id: id.into(),
+                entity_id: e.id.clone(),
+                department_id: dept,
+                title: "Standup \"Ünïcode\" <&>".into(),
+                custom_instructions: String::new(),
+                status: RoomStatus::Scheduled,
+                max_participants: 0,
+                scheduled_for_ms: None,
+                created_at_ms: now,
+                started_at_ms: None,
+                ended_at_ms: None,
+                cancel_reason: None,
+                event_seq: 1,
+                livekit_room: lk,
+            };
+            let created = RoomEvent {
+                room_id: room.id.clone(),
+                seq: 1,
+                kind: "created".into(),
+                data: json!({
+                    "title": room.title, "entity_id": room.entity_id, "department_id": room.department_id,
+                    "livekit_room": room.livekit_room,
+                }),
+                at_ms: now,
+            };
+            (room, created)
+        };
+        let (r1, c1) = mk("room-1", Some(dept.id.clone()), Some("standup-42".into()));
+        let r1 = store.create_room(r1, vec![c1]).await.unwrap();
+        let (r2, c2) = mk("room-2", None, None);
+        let r2 = store.create_room(r2, vec![c2]).await.unwrap();
+
+        let hub = RoomHub::new(64);
+        let actor = spawn(&store, &hub, &r1).await;
+        ractor::call!(actor, |reply| RoomMsg::Start { reply }).unwrap().unwrap();
+        let ada = ractor::call!(actor, |reply| RoomMsg::Join { participant: human("Ada"), reply }).unwrap().unwrap();
+        let mut agent = human("Bot");
+        agent.kind = ParticipantKind::Agent;
+        agent.identity = String::new();
+        let bot = ractor::call!(actor, |reply| RoomMsg::Join { participant: agent, reply }).unwrap().unwrap();
+        let segments = vec![
+            NewSegment {
+                participant_id: ada.id.clone(),
+                start_ms: 1_230,
+                end_ms: 3_400,
+                text: "Hello, \"world\" — ünïcode".into(),
+                confidence: 0.9,
+                no_speech_prob: 0.013,
+                language: "en".into(),
+            },
+            NewSegment {
+                participant_id: bot.id.clone(),
+                start_ms: 4_000,
+                end_ms: 3_999,
+                text: String::new(),
+                confidence: 1.0,
+                no_speech_prob: 0.0,
+                language: String::new(),
+            },
+        ];
+        ractor::call!(actor, |reply| RoomMsg::AppendTranscript { segments, reply }).unwrap().unwrap();
+        let suggestion = Suggestion {
+            item_id: 18_446_744_073_709_551_615,
+            text: "Q3 revenue was 4.2M".into(),
+            document_id: "doc-1".into(),
+            filename: "report.pdf".into(),
+            chunk_index: 7,
+            score: 0.8125,
+            answer_to_question: true,
+            segment_seq: 5,
+            participant_id: ada.id.clone(),
+        };
+        actor.cast(RoomMsg::Suggest { suggestion, cooldown: std::time::Duration::from_secs(60) }).unwrap();
+        ractor::call!(actor, |reply| RoomMsg::TranscriptionDegraded { dropped_ms: 1_500, queued_ms: 30_000, reply })
+            .unwrap();
+        ractor::call!(actor, |reply| RoomMsg::Leave { participant_id: bot.id.clone(), reply }).unwrap().unwrap();
+        actor.stop_and_wait(None, None).await.unwrap();
+
+        let view = load(&store, &r1.id).await.unwrap();
+        let mut state = RoomState::new(view, store.clone(), hub.clone());
+        let data = json!({ "reason": "panicked: injected".to_string(), "restarts": 2u32 });
+        state.record("transcriber_restarted", data).await.unwrap();
+
+        let args = RoomArgs {
+            room_id: r1.id.clone(),
+            store: store.clone(),
+            hub: hub.clone(),
+            preloaded: None,
+            restart_reason: Some("actor failed: injected panic".into()),
+        };
+        let actor = Actor::spawn(None, RoomActor, args).await.unwrap().0;
+        ractor::call!(actor, |reply| RoomMsg::End { reply }).unwrap().unwrap();
+
+        let actor = spawn(&store, &hub, &r2).await;
+        ractor::call!(actor, |reply| RoomMsg::Cancel { reason: "storm".into(), reply }).unwrap().unwrap();
+        for r in [&r1, &r2] {
+            for ev in store.list_events(&r.id, 0, 100).await.unwrap() {
+                println!("{} {} {}", ev.seq, ev.kind, ev.data);
+            }
+        }
+    }
 }
