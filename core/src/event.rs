@@ -112,9 +112,12 @@ impl RoomEventData {
         let mut tagged = serde_json::Map::new();
         tagged.insert("kind".into(), Value::String(kind.to_string()));
         tagged.insert("data".into(), data);
-        serde_json::from_value(Value::Object(tagged)).map_err(|e| match Self::KINDS.contains(&kind) {
-            true => serde_json::Error::custom(format!("the data of a `{kind}` event does not fit it: {e}")),
-            false => e,
+        serde_json::from_value(Value::Object(tagged)).map_err(|e| {
+            if Self::KINDS.contains(&kind) {
+                serde_json::Error::custom(format!("the data of a `{kind}` event does not fit it: {e}"))
+            } else {
+                e
+            }
         })
     }
 
@@ -166,10 +169,10 @@ impl Serialize for Payload<'_> {
 /// that its data did not fit the kind's payload.
 fn unknown_kind<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let kind = String::deserialize(d)?;
-    match RoomEventData::KINDS.contains(&kind.as_str()) {
-        true => Err(D::Error::custom(format!("malformed data of a `{kind}` event"))),
-        false => Ok(kind),
+    if RoomEventData::KINDS.contains(&kind.as_str()) {
+        return Err(D::Error::custom(format!("malformed data of a `{kind}` event")));
     }
+    Ok(kind)
 }
 
 // Payloads. Fields are declared in sorted order (see the module docs).
@@ -518,7 +521,7 @@ mod tests {
         let RoomEventData::TranscriptSegment(s) = e else { panic!("{e:?}") };
         assert_eq!(s.text, "hi");
         assert!(s.confidence.is_nan());
-        assert_eq!(RoomEventData::TranscriptSegment(s).data_json().contains(r#""confidence":null"#), true);
+        assert!(RoomEventData::TranscriptSegment(s).data_json().contains(r#""confidence":null"#));
     }
 
     #[test]
