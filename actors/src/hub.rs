@@ -84,7 +84,8 @@ mod tests {
     use super::*;
 
     fn ev(room: &str, seq: u64) -> RoomEvent {
-        RoomEvent { room_id: room.into(), seq, kind: "x".into(), data: serde_json::json!({}), at_ms: 0 }
+        let data = huddle_core::RoomEventData::Restarted(Default::default());
+        RoomEvent { room_id: room.into(), seq, data, at_ms: 0 }
     }
 
     #[tokio::test]

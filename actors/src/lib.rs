@@ -26,8 +26,8 @@
 //! let hub = RoomHub::new(16);
 //! let mut rx = hub.subscribe("room-1");
 //! hub.publish(huddle_core::RoomEvent {
-//!     room_id: "room-1".into(), seq: 1, kind: "created".into(),
-//!     data: serde_json::json!({}), at_ms: 0,
+//!     room_id: "room-1".into(), seq: 1,
+//!     data: huddle_core::RoomEventData::Restarted(Default::default()), at_ms: 0,
 //! });
 //! assert_eq!(rx.recv().await.unwrap().seq, 1);
 //! # });

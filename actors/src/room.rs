@@ -10,13 +10,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use huddle_core::event::{self as ev, RoomEventData};
 use huddle_core::time::Millis;
-use huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT;
 use huddle_core::{NewParticipant, Participant, Room, RoomEvent, RoomStatus, TranscriptSegment, new_id, now_ms};
 use huddle_models::audio::vad::VadConfig;
 use huddle_storage::{DynStore, RoomChange, StorageError};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::hub::RoomHub;
@@ -232,16 +231,16 @@ impl Draft {
     }
 
     fn segment(&mut self, s: NewSegment, at_ms: Millis) {
-        let data = json!({
-            "participant_id": s.participant_id,
-            "start_ms": s.start_ms,
-            "end_ms": s.end_ms,
-            "text": s.text,
-            "confidence": s.confidence,
-            "no_speech_prob": s.no_speech_prob,
-            "language": s.language,
-        });
-        self.event(TRANSCRIPT_SEGMENT_EVENT, data, at_ms);
+        let data = RoomEventData::TranscriptSegment(Box::new(ev::Segment {
+            confidence: s.confidence,
+            end_ms: s.end_ms,
+            language: s.language.clone(),
+            no_speech_prob: s.no_speech_prob,
+            participant_id: s.participant_id.clone(),
+            start_ms: s.start_ms,
+            text: s.text.clone(),
+        }));
+        self.event(data, at_ms);
         self.segments.push(TranscriptSegment {
             room_id: self.room.id.clone(),
             seq: self.room.event_seq,
@@ -256,15 +255,9 @@ impl Draft {
         });
     }
 
-    fn event(&mut self, kind: &str, data: serde_json::Value, at_ms: Millis) {
+    fn event(&mut self, data: RoomEventData, at_ms: Millis) {
         self.room.event_seq += 1;
-        self.events.push(RoomEvent {
-            room_id: self.room.id.clone(),
-            seq: self.room.event_seq,
-            kind: kind.to_string(),
-            data,
-            at_ms,
-        });
+        self.events.push(RoomEvent { room_id: self.room.id.clone(), seq: self.room.event_seq, data, at_ms });
     }
 
     /// Moves the lifecycle along one edge, refusing any edge the lifecycle
@@ -275,37 +268,35 @@ impl Draft {
             return Err(RoomError::InvalidTransition { from, to });
         }
         self.room.status = to;
-        let kind = match to {
+        let kind: fn(ev::Transition) -> RoomEventData = match to {
             RoomStatus::Active => {
                 self.room.started_at_ms = Some(at_ms);
-                "started"
+                RoomEventData::Started
             }
             RoomStatus::Completed => {
                 self.room.ended_at_ms = Some(at_ms);
-                "completed"
+                RoomEventData::Completed
             }
             RoomStatus::Cancelled => {
                 self.room.ended_at_ms = Some(at_ms);
                 self.room.cancel_reason = reason.clone();
-                "cancelled"
+                RoomEventData::Cancelled
             }
             RoomStatus::Scheduled => unreachable!("no edge leads back to SCHEDULED"),
         };
-        let mut data = json!({ "from": from.as_str(), "to": to.as_str() });
-        if let Some(r) = reason {
-            data["reason"] = json!(r);
-        }
-        self.event(kind, data, at_ms);
+        self.event(kind(ev::Transition { from, reason, to }), at_ms);
         Ok(())
     }
 
     fn leave(&mut self, mut p: Participant, at_ms: Millis, why: &str) -> Participant {
         p.left_at_ms = Some(at_ms);
-        self.event(
-            "participant_left",
-            json!({ "participant_id": p.id, "identity": p.identity, "duration_ms": p.duration_ms(at_ms), "why": why }),
-            at_ms,
-        );
+        let data = RoomEventData::ParticipantLeft(Box::new(ev::ParticipantLeft {
+            duration_ms: p.duration_ms(at_ms),
+            identity: p.identity.clone(),
+            participant_id: p.id.clone(),
+            why: why.to_string(),
+        }));
+        self.event(data, at_ms);
         self.participants.push(p.clone());
         p
     }
@@ -426,11 +417,13 @@ impl RoomState {
         };
         let mut draft = Draft::new(&self.room);
         draft.participants.push(p.clone());
-        draft.event(
-            "participant_joined",
-            json!({ "participant_id": p.id, "kind": p.kind.as_str(), "display_name": p.display_name, "identity": p.identity }),
-            at,
-        );
+        let data = RoomEventData::ParticipantJoined(Box::new(ev::ParticipantJoined {
+            display_name: p.display_name.clone(),
+            identity: p.identity.clone(),
+            kind: p.kind,
+            participant_id: p.id.clone(),
+        }));
+        draft.event(data, at);
         self.commit(draft).await?;
         debug!(room_id = %self.room.id, participant_id = %p.id, "participant joined");
         Ok(p)
@@ -476,30 +469,30 @@ impl RoomState {
         if self.suggested.contains_key(&s.item_id) {
             return Ok(());
         }
-        let data = json!({
-            "interaction_type": "proactive_tip",
-            "item_id": s.item_id,
-            "text": s.text,
-            "document_id": s.document_id,
-            "filename": s.filename,
-            "chunk_index": s.chunk_index,
-            "score": s.score,
-            "answer_to_question": s.answer_to_question,
-            "segment_seq": s.segment_seq,
-            "participant_id": s.participant_id,
-        });
-        self.record("suggestion", data).await?;
+        let data = RoomEventData::Suggestion(Box::new(ev::Suggestion {
+            answer_to_question: s.answer_to_question,
+            chunk_index: s.chunk_index,
+            document_id: s.document_id,
+            filename: s.filename,
+            interaction_type: ev::Suggestion::PROACTIVE_TIP.into(),
+            item_id: s.item_id,
+            participant_id: s.participant_id,
+            score: s.score,
+            segment_seq: s.segment_seq,
+            text: s.text,
+        }));
+        self.record(data).await?;
         self.suggested.insert(s.item_id, now);
         metrics::counter!("huddle_suggestions_total").increment(1);
         Ok(())
     }
 
-    async fn record(&mut self, kind: &str, data: serde_json::Value) -> Result<()> {
+    async fn record(&mut self, data: RoomEventData) -> Result<()> {
         if self.room.status.is_terminal() {
             return Err(RoomError::Ended { status: self.room.status });
         }
         let mut draft = Draft::new(&self.room);
-        draft.event(kind, data, now_ms());
+        draft.event(data, now_ms());
         self.commit(draft).await
     }
 
@@ -554,7 +547,7 @@ impl RoomState {
 
     async fn record_restart(&mut self, reason: String) -> Result<()> {
         let mut draft = Draft::new(&self.room);
-        draft.event("restarted", json!({ "reason": reason }), now_ms());
+        draft.event(RoomEventData::Restarted(ev::Restarted { reason }), now_ms());
         self.commit(draft).await
     }
 }
@@ -648,8 +641,12 @@ impl Actor for RoomActor {
             }
             RoomMsg::TranscriptionDegraded { dropped_ms, queued_ms, reply } => {
                 warn!(room_id = %state.room.id, dropped_ms, queued_ms, "transcription degraded");
-                let data = json!({ "dropped_ms": dropped_ms, "queued_ms": queued_ms, "reason": "transcription fell behind; oldest queued audio dropped" });
-                if let Err(e) = Box::pin(state.record("transcription_degraded", data)).await {
+                let data = RoomEventData::TranscriptionDegraded(ev::TranscriptionDegraded {
+                    dropped_ms,
+                    queued_ms,
+                    reason: "transcription fell behind; oldest queued audio dropped".into(),
+                });
+                if let Err(e) = Box::pin(state.record(data)).await {
                     warn!(room_id = %state.room.id, error = %e, "could not record degradation");
                 }
                 let _ = reply.send(());
@@ -687,8 +684,9 @@ impl Actor for RoomActor {
         metrics::counter!("huddle_transcriber_restarts_total").increment(1);
         warn!(room_id = %state.room.id, restarts, %reason, "transcriber failed; its streams will restart it");
         state.open_streams.store(0, Ordering::Relaxed);
-        let data = json!({ "reason": reason.to_string(), "restarts": restarts });
-        if let Err(e) = Box::pin(state.record("transcriber_restarted", data)).await {
+        let data =
+            RoomEventData::TranscriberRestarted(ev::TranscriberRestarted { reason: reason.to_string(), restarts });
+        if let Err(e) = Box::pin(state.record(data)).await {
             warn!(room_id = %state.room.id, error = %e, "could not record the transcriber restart");
         }
         Ok(())
@@ -724,8 +722,9 @@ mod tests {
             event_seq: 1,
             livekit_room: None,
         };
-        let created =
-            RoomEvent { room_id: room.id.clone(), seq: 1, kind: "created".into(), data: json!({}), at_ms: now };
+        let data =
+            RoomEventData::Created(Box::new(ev::Created { entity_id: room.entity_id.clone(), ..Default::default() }));
+        let created = RoomEvent { room_id: room.id.clone(), seq: 1, data, at_ms: now };
         let room = store.create_room(room, vec![created]).await.unwrap();
         (dir, store, room)
     }
@@ -766,13 +765,14 @@ mod tests {
             Err(RoomError::InvalidTransition { from: RoomStatus::Active, to: RoomStatus::Active })
         ));
         let started = rx.recv().await.unwrap();
-        assert_eq!((started.kind.as_str(), started.seq), ("started", 2));
+        assert!(matches!(started.data, RoomEventData::Started(_)));
+        assert_eq!(started.seq, 2);
         let ended = ractor::call!(actor, |reply| RoomMsg::End { reply }).unwrap().unwrap();
         assert_eq!(ended.room.status, RoomStatus::Completed);
-        assert_eq!(rx.recv().await.unwrap().kind, "completed");
+        assert!(matches!(rx.recv().await.unwrap().data, RoomEventData::Completed(_)));
         // the actor stops once the room is over, and the log is persisted
         let events = store.list_events(&room.id, 0, 100).await.unwrap();
-        let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+        let kinds: Vec<_> = events.iter().map(|e| e.kind()).collect();
         assert_eq!(kinds, ["created", "started", "completed"]);
         for _ in 0..100 {
             if actor.get_status() == ractor::ActorStatus::Stopped {
@@ -817,7 +817,7 @@ mod tests {
         assert_eq!(v.room.cancel_reason.as_deref(), Some("storm"));
         assert!(v.participants.iter().all(|p| p.left_at_ms == v.room.ended_at_ms));
         let events = store.list_events(&room.id, 0, 100).await.unwrap();
-        assert_eq!(events.last().unwrap().kind, "cancelled");
-        assert_eq!(events[events.len() - 2].kind, "participant_left");
+        assert!(matches!(events.last().unwrap().data, RoomEventData::Cancelled(_)));
+        assert!(matches!(events[events.len() - 2].data, RoomEventData::ParticipantLeft(_)));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use huddle_core::{NewEntity, NewParticipant, NewRoom, ParticipantKind, now_ms};
+use huddle_core::{NewEntity, NewParticipant, NewRoom, ParticipantKind, RoomEvent, RoomEventData, now_ms};
 use huddle_models::audio::resample::resample_to_16k;
 use huddle_models::eval::word_error_rate as wer;
 use huddle_models::fetch::{WhisperModel, default_models_dir, fetch_embedder, fetch_whisper};
@@ -283,13 +283,13 @@ async fn searchable_latency(
         tokio::spawn(async move {
             let mut tasks = Vec::new();
             while let Some(Ok(item)) = watch.next().await {
-                let WatchItem::Event(e) = item else { continue };
-                if e.kind != "transcript_segment" {
+                let WatchItem::Event(RoomEvent { seq, data: RoomEventData::TranscriptSegment(segment), .. }) = item
+                else {
                     continue;
-                }
+                };
                 let seen = Instant::now();
                 let (api, entity_id, room_id) = (api.clone(), entity_id.clone(), room_id.clone());
-                let text = e.data["text"].as_str().unwrap_or_default().to_string();
+                let text = segment.text;
                 tasks.push(tokio::spawn(async move {
                     let req = huddle_runtime::SearchRequest {
                         query: text,
@@ -300,7 +300,7 @@ async fn searchable_latency(
                     };
                     while seen.elapsed() < Duration::from_secs(10) {
                         if let Ok(hits) = api.search_transcripts(req.clone(), Some(&room_id)).await
-                            && hits.iter().any(|h| h.item.segment_seq == Some(e.seq))
+                            && hits.iter().any(|h| h.item.segment_seq == Some(seq))
                         {
                             return Some(seen.elapsed());
                         }
@@ -405,10 +405,8 @@ pub(crate) async fn realtime_streams(
             let (seg_tx, mut seg_rx) = tokio::sync::mpsc::unbounded_channel();
             let watcher = tokio::spawn(async move {
                 while let Some(Ok(item)) = watch.next().await {
-                    if let WatchItem::Event(e) = item
-                        && e.kind == "transcript_segment"
-                    {
-                        let _ = seg_tx.send((Instant::now(), e));
+                    if let WatchItem::Event(RoomEvent { data: RoomEventData::TranscriptSegment(segment), .. }) = item {
+                        let _ = seg_tx.send((Instant::now(), segment));
                     }
                 }
             });
@@ -430,7 +428,7 @@ pub(crate) async fn realtime_streams(
             let mut last: Vec<Option<Instant>> = vec![None; sentences.len()];
             let mut text = Vec::new();
             while let Ok((at, e)) = seg_rx.try_recv() {
-                let (s, en) = (e.data["start_ms"].as_u64().unwrap_or(0), e.data["end_ms"].as_u64().unwrap_or(0));
+                let (s, en) = (e.start_ms, e.end_ms);
                 let mid = ((s + en) / 2).saturating_sub(origin_ms) as f64 / 1000.0;
                 let nearest = sentences
                     .iter()
@@ -439,7 +437,7 @@ pub(crate) async fn realtime_streams(
                     .map(|(i, _)| i)
                     .unwrap_or(0);
                 last[nearest] = Some(last[nearest].map_or(at, |prev: Instant| prev.max(at)));
-                text.push(e.data["text"].as_str().unwrap_or_default().to_string());
+                text.push(e.text);
             }
             let latencies: Vec<Duration> = last
                 .iter()

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`entity`]: entities, departments, API keys
+//! - [`event`]: room events, one typed payload per kind
 //! - [`knowledge`]: knowledge-base documents and indexed items
 //! - [`notify`]: notifications, webhook endpoints, opt-out preferences
 //! - [`redact`]: keeping secrets out of logs, errors and `Debug` output
@@ -21,6 +22,7 @@
 //! ```
 
 pub mod entity;
+pub mod event;
 pub mod knowledge;
 pub mod notify;
 pub mod redact;
@@ -29,6 +31,7 @@ pub mod time;
 pub mod transcript;
 
 pub use entity::{ApiKey, Department, Entity, NewDepartment, NewEntity};
+pub use event::RoomEventData;
 pub use knowledge::{Document, DocumentStatus, ItemKind, KnowledgeItem, NewKnowledgeItem};
 pub use notify::{
     Channel, DeliveryAttempt, NewNotification, Notification, NotificationContent, NotificationStatus, Preference,

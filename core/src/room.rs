@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::RoomEventData;
 use crate::time::Millis;
 
 /// The lifecycle of a room.
@@ -186,17 +187,25 @@ pub struct NewParticipant {
     pub identity: String,
 }
 
-/// One entry of a room's append-only event log.
+/// One entry of a room's append-only event log. Its JSON form is
+/// `{room_id, seq, kind, data, at_ms}`, `kind` and `data` coming from
+/// [`RoomEventData`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoomEvent {
     pub room_id: String,
     /// 1-based, gap-free within a room.
     pub seq: u64,
-    /// `created`, `started`, `completed`, `cancelled`, `participant_joined`,
-    /// `participant_left`, `restarted`, ...
-    pub kind: String,
-    pub data: serde_json::Value,
+    /// What happened: the kind and its typed payload.
+    #[serde(flatten)]
+    pub data: RoomEventData,
     pub at_ms: Millis,
+}
+
+impl RoomEvent {
+    /// The event's kind, e.g. `participant_joined`.
+    pub fn kind(&self) -> &str {
+        self.data.kind()
+    }
 }
 
 /// A recording of a LiveKit room, reported by LiveKit's `egress_ended` webhook.

@@ -4,9 +4,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Millis;
 
-/// The kind of the room event that carries a transcript segment.
-pub const TRANSCRIPT_SEGMENT_EVENT: &str = "transcript_segment";
-
 /// One final transcript segment: an utterance of one participant, decoded.
 ///
 /// A segment is also a room event (`transcript_segment`, same `seq`), so watchers get it

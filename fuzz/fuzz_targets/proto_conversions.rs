@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use huddle_core::{NewParticipant, NewRoom, RoomEvent};
+use huddle_core::{NewParticipant, NewRoom, RoomEvent, RoomEventData};
 use huddle_proto::conversions::{self as conv, ms, ts};
 use huddle_proto::v1;
 use libfuzzer_sys::fuzz_target;
@@ -98,18 +98,15 @@ fuzz_target!(|data: &[u8]| {
             // suggestion are read out of the JSON).
             let Ok(r) = v1::RoomEvent::decode(bytes) else { return };
             let at_ms = r.at.as_ref().map(check_time).unwrap_or_default();
-            let event = RoomEvent {
-                room_id: r.room_id,
-                seq: r.seq,
-                kind: r.r#type,
-                data: serde_json::from_str(&r.data_json).unwrap_or_default(),
-                at_ms,
-            };
-            let kind = event.kind.clone();
+            // a kind whose data does not fit its payload is refused, as storage refuses it
+            let Ok(data) = RoomEventData::from_json(&r.r#type, &r.data_json) else { return };
+            let event = RoomEvent { room_id: r.room_id, seq: r.seq, data, at_ms };
+            let segment = matches!(event.data, RoomEventData::TranscriptSegment(_));
+            let suggestion = matches!(event.data, RoomEventData::Suggestion(_));
             let out = v1::RoomEvent::from(event);
             assert_eq!(out.at.as_ref().map(ms), Some(at_ms));
-            assert_eq!(out.segment.is_some(), kind == "transcript_segment");
-            assert_eq!(out.suggestion.is_some(), kind == conv::SUGGESTION_EVENT);
+            assert_eq!(out.segment.is_some(), segment);
+            assert_eq!(out.suggestion.is_some(), suggestion);
         }
     }
 });

@@ -6,10 +6,11 @@
 mod notify;
 pub use notify::{channel, notification_status};
 
+use huddle_core::event::{Segment, Suggestion};
 use huddle_core::time::Millis;
-use huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT;
 use huddle_core::{
-    ApiKey, Department, Entity, Participant, ParticipantKind, Room, RoomEvent, RoomStatus, TranscriptSegment,
+    ApiKey, Department, Entity, Participant, ParticipantKind, Room, RoomEvent, RoomEventData, RoomStatus,
+    TranscriptSegment,
 };
 use prost_types::Timestamp;
 
@@ -171,13 +172,16 @@ impl From<huddle_core::Recording> for v1::Recording {
 
 impl From<RoomEvent> for v1::RoomEvent {
     fn from(e: RoomEvent) -> Self {
-        let segment = (e.kind == TRANSCRIPT_SEGMENT_EVENT).then(|| segment_of_event(&e));
-        let suggestion = (e.kind == SUGGESTION_EVENT).then(|| suggestion_of_event(&e));
+        let (segment, suggestion) = match &e.data {
+            RoomEventData::TranscriptSegment(s) => (Some(segment_of_event(&e, s)), None),
+            RoomEventData::Suggestion(s) => (None, Some(suggestion_of_event(s))),
+            _ => (None, None),
+        };
         v1::RoomEvent {
+            r#type: e.kind().to_string(),
+            data_json: e.data.data_json(),
             room_id: e.room_id,
             seq: e.seq,
-            r#type: e.kind,
-            data_json: e.data.to_string(),
             at: Some(ts(e.at_ms)),
             snapshot: None,
             segment,
@@ -186,42 +190,33 @@ impl From<RoomEvent> for v1::RoomEvent {
     }
 }
 
-/// The typed segment of a `transcript_segment` event (missing fields are zero).
-fn segment_of_event(e: &RoomEvent) -> v1::TranscriptSegment {
-    let d = &e.data;
-    let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
-    let int = |k: &str| d[k].as_u64().unwrap_or_default();
-    let float = |k: &str| d[k].as_f64().unwrap_or_default() as f32;
+/// The typed segment of a `transcript_segment` event.
+fn segment_of_event(e: &RoomEvent, s: &Segment) -> v1::TranscriptSegment {
     v1::TranscriptSegment {
         room_id: e.room_id.clone(),
         seq: e.seq,
-        participant_id: text("participant_id"),
-        start_ms: int("start_ms"),
-        end_ms: int("end_ms"),
-        text: text("text"),
-        confidence: float("confidence"),
-        no_speech_prob: float("no_speech_prob"),
-        language: text("language"),
+        participant_id: s.participant_id.clone(),
+        start_ms: s.start_ms,
+        end_ms: s.end_ms,
+        text: s.text.clone(),
+        confidence: s.confidence,
+        no_speech_prob: s.no_speech_prob,
+        language: s.language.clone(),
         at: Some(ts(e.at_ms)),
     }
 }
 
-/// The kind of the room event that carries a knowledge suggestion.
-pub const SUGGESTION_EVENT: &str = "suggestion";
-
-/// The typed suggestion of a `suggestion` event (missing fields are zero).
-fn suggestion_of_event(e: &RoomEvent) -> v1::Suggestion {
-    let d = &e.data;
-    let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+/// The typed suggestion of a `suggestion` event.
+fn suggestion_of_event(s: &Suggestion) -> v1::Suggestion {
     v1::Suggestion {
-        text: text("text"),
-        document_id: text("document_id"),
-        filename: text("filename"),
-        chunk_index: d["chunk_index"].as_u64().unwrap_or_default() as u32,
-        score: d["score"].as_f64().unwrap_or_default() as f32,
-        answer_to_question: d["answer_to_question"].as_bool().unwrap_or_default(),
-        segment_seq: d["segment_seq"].as_u64().unwrap_or_default(),
-        participant_id: text("participant_id"),
+        text: s.text.clone(),
+        document_id: s.document_id.clone(),
+        filename: s.filename.clone(),
+        chunk_index: s.chunk_index,
+        score: s.score,
+        answer_to_question: s.answer_to_question,
+        segment_seq: s.segment_seq,
+        participant_id: s.participant_id.clone(),
     }
 }
 

@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         while let Some(item) = watch.next().await {
             match item {
                 Ok(WatchItem::Snapshot(s)) => println!("snapshot: {} ({})", s.view.room.title, s.view.room.status),
-                Ok(WatchItem::Event(e)) => println!("event #{}: {} {}", e.seq, e.kind, e.data),
+                Ok(WatchItem::Event(e)) => println!("event #{}: {}", e.seq, e.data),
                 Err(e) => eprintln!("watch error: {e}"),
             }
         }

@@ -18,14 +18,13 @@ use huddle_actors::whisper_pool::WhisperPool;
 use huddle_core::limits::MAX_NAME_CHARS;
 use huddle_core::{
     ApiKey, Department, Document, DocumentStatus, Entity, NewDepartment, NewEntity, NewParticipant, NewRoom,
-    Participant, Room, RoomEvent, RoomStatus, TranscriptSegment, effective_instructions, new_id, now_ms,
+    Participant, Room, RoomEvent, RoomEventData, RoomStatus, TranscriptSegment, effective_instructions, new_id, now_ms,
 };
 use huddle_models::audio::vad::VadConfig;
 use huddle_models::index::SearchFilter;
 use huddle_storage::{DepartmentUpdate, EntityUpdate, Page, PageRequest, RoomFilter};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
-use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -337,11 +336,12 @@ impl Api {
         let created = RoomEvent {
             room_id: room.id.clone(),
             seq: 1,
-            kind: "created".into(),
-            data: json!({
-                "title": room.title, "entity_id": room.entity_id, "department_id": room.department_id,
-                "livekit_room": room.livekit_room,
-            }),
+            data: RoomEventData::Created(Box::new(huddle_core::event::Created {
+                department_id: room.department_id.clone(),
+                entity_id: room.entity_id.clone(),
+                livekit_room: room.livekit_room.clone(),
+                title: room.title.clone(),
+            })),
             at_ms: now,
         };
         let room = self.rt.store().create_room(room, vec![created]).await?;
@@ -862,7 +862,7 @@ impl Api {
                         continue;
                     }
                     last_seq = ev.seq;
-                    let ended = matches!(ev.kind.as_str(), "completed" | "cancelled");
+                    let ended = matches!(ev.data, RoomEventData::Completed(_) | RoomEventData::Cancelled(_));
                     if tx.send(Ok(WatchItem::Event(ev))).await.is_err() || ended {
                         done = true;
                         break;

@@ -6,8 +6,7 @@
 //! `StorageError::Database(sqlx::Error::InvalidArgument(..))` so that a broken
 //! change never reaches the gap-free event log.
 
-use huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT;
-use huddle_core::{Room, RoomEvent};
+use huddle_core::{Room, RoomEvent, RoomEventData};
 
 use crate::{Result, RoomChange, StorageError};
 
@@ -29,10 +28,11 @@ pub(crate) fn check_change(change: &RoomChange) -> Result<()> {
         )));
     }
     for segment in &change.segments {
-        let carried = change.events.iter().any(|e| e.seq == segment.seq && e.kind == TRANSCRIPT_SEGMENT_EVENT);
+        let carried =
+            change.events.iter().any(|e| e.seq == segment.seq && matches!(e.data, RoomEventData::TranscriptSegment(_)));
         if segment.room_id != change.room.id || !carried {
             return Err(invalid(format!(
-                "transcript segment {} of room `{}` has no `{TRANSCRIPT_SEGMENT_EVENT}` event in this change",
+                "transcript segment {} of room `{}` has no transcript segment event in this change",
                 segment.seq, segment.room_id
             )));
         }
@@ -99,7 +99,7 @@ mod tests {
     }
 
     fn event(room_id: &str, seq: u64) -> RoomEvent {
-        RoomEvent { room_id: room_id.into(), seq, kind: "k".into(), data: serde_json::Value::Null, at_ms: 0 }
+        RoomEvent { room_id: room_id.into(), seq, data: RoomEventData::Restarted(Default::default()), at_ms: 0 }
     }
 
     #[test]

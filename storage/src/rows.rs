@@ -8,8 +8,8 @@
 use huddle_core::limits::DEFAULT_MAX_PARTICIPANTS;
 use huddle_core::time::Millis;
 use huddle_core::{
-    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, TranscriptSegment, new_id,
-    now_ms,
+    ApiKey, Department, Entity, NewDepartment, NewEntity, Participant, Room, RoomEvent, RoomEventData,
+    TranscriptSegment, new_id, now_ms,
 };
 
 use crate::page::Cursor;
@@ -211,9 +211,8 @@ impl TryFrom<EventRow> for RoomEvent {
     fn try_from(row: EventRow) -> Result<RoomEvent> {
         Ok(RoomEvent {
             seq: to_u64(row.seq, "room_events.seq")?,
-            data: serde_json::from_str(&row.data).map_err(|e| corrupt("room_events.data", e))?,
+            data: RoomEventData::from_json(&row.kind, &row.data).map_err(|e| corrupt("room_events.data", e))?,
             room_id: row.room_id,
-            kind: row.kind,
             at_ms: row.at_ms,
         })
     }
@@ -306,13 +305,9 @@ pub(crate) fn room_cursor(room: &Room) -> Cursor {
     Cursor { created_at_ms: room.created_at_ms, id: room.id.clone() }
 }
 
-/// Serializes event data for storage.
-pub(crate) fn event_data(event: &RoomEvent) -> Result<String> {
-    serde_json::to_string(&event.data).map_err(|e| {
-        StorageError::Database(sqlx::Error::Encode(
-            format!("event {} of room `{}`: {e}", event.seq, event.room_id).into(),
-        ))
-    })
+/// The `kind` and `data` columns of an event (read back by `TryFrom<EventRow>`).
+pub(crate) fn event_columns(event: &RoomEvent) -> (&str, String) {
+    (event.kind(), event.data.data_json())
 }
 
 /// A `u64` counter (an event seq) as the `BIGINT` that stores it.

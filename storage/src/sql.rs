@@ -802,11 +802,12 @@ where
 
     async fn insert_events(conn: &mut DB::Connection, events: &[RoomEvent]) -> Result<()> {
         for event in events {
+            let (kind, data) = rows::event_columns(event);
             sqlx::query(DB::INSERT_EVENT)
                 .bind(&event.room_id)
                 .bind(seq_to_db(event.seq)?)
-                .bind(&event.kind)
-                .bind(rows::event_data(event)?)
+                .bind(kind)
+                .bind(data)
                 .bind(event.at_ms)
                 .execute(&mut *conn)
                 .await?;

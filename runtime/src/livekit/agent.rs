@@ -358,35 +358,34 @@ impl RoomPublisher {
     }
 
     fn on_event(&mut self, e: &huddle_core::RoomEvent) -> huddle_actors::livekit::Result<()> {
-        let field = |name: &str| e.data.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        match e.kind.as_str() {
-            "participant_joined" => {
-                self.identities.insert(field("participant_id"), field("identity"));
+        use huddle_core::RoomEventData as Data;
+        match &e.data {
+            Data::ParticipantJoined(p) => {
+                self.identities.insert(p.participant_id.clone(), p.identity.clone());
                 Ok(())
             }
-            huddle_core::transcript::TRANSCRIPT_SEGMENT_EVENT if self.publishing.captions => {
-                let Some(identity) = self.identities.get(&field("participant_id")).cloned() else {
+            Data::TranscriptSegment(s) if self.publishing.captions => {
+                let Some(identity) = self.identities.get(&s.participant_id).cloned() else {
                     tracing::debug!(room_id = %self.room_id, seq = e.seq, "segment of an unknown participant; no caption");
                     return Ok(());
                 };
                 let track = self.tracks.lock().unwrap_or_else(|e| e.into_inner()).get(&identity).cloned();
-                let ms = |name: &str| e.data.get(name).and_then(|v| v.as_u64()).unwrap_or_default();
                 let segment = lk::TranscriptionSegment {
                     id: format!("{}-{}", self.room_id, e.seq),
-                    text: field("text"),
-                    start_time: ms("start_ms"),
-                    end_time: ms("end_ms"),
+                    text: s.text.clone(),
+                    start_time: s.start_ms,
+                    end_time: s.end_ms,
                     r#final: true,
-                    language: field("language"),
+                    language: s.language.clone(),
                 };
                 let packet =
                     huddle_actors::livekit::data::transcription(&identity, &track.unwrap_or_default(), segment);
                 self.data.send(packet, Reliability::Reliable)
             }
-            "suggestion" if !self.publishing.suggestion_topic.is_empty() => {
-                let mut body = e.data.clone();
+            Data::Suggestion(s) if !self.publishing.suggestion_topic.is_empty() => {
+                let mut body = e.data.data_value();
                 if let Some(o) = body.as_object_mut() {
-                    let identity = self.identities.get(&field("participant_id")).cloned().unwrap_or_default();
+                    let identity = self.identities.get(&s.participant_id).cloned().unwrap_or_default();
                     o.insert("room_id".into(), self.room_id.clone().into());
                     o.insert("seq".into(), e.seq.into());
                     o.insert("participant_identity".into(), identity.into());

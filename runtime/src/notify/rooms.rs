@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use huddle_actors::hub::EventTap;
 use huddle_actors::notify::ics::{IcsEvent, IcsMethod, render};
-use huddle_core::{Channel, Participant, Room, RoomEvent, now_ms};
+use huddle_core::{Channel, Participant, Room, RoomEvent, RoomEventData, now_ms};
 use huddle_storage::PageRequest;
 use tokio::sync::{Mutex, mpsc};
 use tracing::{debug, info, warn};
@@ -96,9 +96,9 @@ impl RoomRouter {
 /// Whether `config` turns `event` into any notification.
 fn wanted(config: &RoomNotifyConfig, event: &RoomEvent) -> bool {
     config.webhooks
-        || (config.invitations && event.kind == "participant_joined")
-        || (config.cancellations && event.kind == "cancelled")
-        || (config.summaries && event.kind == "completed")
+        || (config.invitations && matches!(event.data, RoomEventData::ParticipantJoined(_)))
+        || (config.cancellations && matches!(event.data, RoomEventData::Cancelled(_)))
+        || (config.summaries && matches!(event.data, RoomEventData::Completed(_)))
 }
 
 /// What the router knows of each room: the last seq routed (or passed over).
@@ -199,9 +199,9 @@ async fn catch_up(
         for event in events.iter().take_while(|e| e.seq <= until) {
             if wanted(config, event) {
                 if event.at_ms < since_ms {
-                    warn!(room = %room_id, seq = event.seq, kind = %event.kind, "an unrouted room event is older than notify.rooms.replay_window_ms: passed over");
+                    warn!(room = %room_id, seq = event.seq, kind = %event.kind(), "an unrouted room event is older than notify.rooms.replay_window_ms: passed over");
                 } else if let Err(e) = route(rt, config, event).await {
-                    warn!(room = %room_id, seq = event.seq, kind = %event.kind, error = %e, "cannot route a room event: it is retried with the room's next event or at the next start");
+                    warn!(room = %room_id, seq = event.seq, kind = %event.kind(), error = %e, "cannot route a room event: it is retried with the room's next event or at the next start");
                     return false;
                 }
             }
@@ -226,7 +226,7 @@ async fn live(rt: &Runtime, config: &RoomNotifyConfig, cursors: &mut Cursors, ev
     }
     if wanted(config, &event) {
         if let Err(e) = route(rt, config, &event).await {
-            warn!(room = %event.room_id, seq = event.seq, kind = %event.kind, error = %e, "cannot route a room event: it is retried with the room's next event or at the next start");
+            warn!(room = %event.room_id, seq = event.seq, kind = %event.kind(), error = %e, "cannot route a room event: it is retried with the room's next event or at the next start");
             // Hold the cursor before this event: the next one catches up from here.
             cursors.routed.entry(event.room_id.clone()).or_insert(event.seq.saturating_sub(1));
             return;
@@ -283,14 +283,14 @@ async fn route(rt: &Runtime, config: &RoomNotifyConfig, event: &RoomEvent) -> Re
     let room = store.get_room(&event.room_id).await?;
     let key = |channel: &str, who: &str| Some(format!("room:{}:{}:{channel}:{who}", room.id, event.seq));
     if config.webhooks {
-        let kind = format!("room.{}", event.kind);
+        let kind = format!("room.{}", event.kind());
         let any = store.list_endpoints(&room.entity_id).await?.iter().any(|e| !e.disabled && e.accepts(&kind));
         if any {
             let sent = api.send_notification(SendRequest {
                 entity_id: room.entity_id.clone(),
                 channel: Some(Channel::Webhook),
                 event_type: kind,
-                data: serde_json::json!({"room_id": room.id, "seq": event.seq, "at_ms": event.at_ms, "event": event.data}),
+                data: serde_json::json!({"room_id": room.id, "seq": event.seq, "at_ms": event.at_ms, "event": event.data.data_value()}),
                 idempotency_key: key("webhook", "all"),
                 ..Default::default()
             })
@@ -298,16 +298,17 @@ async fn route(rt: &Runtime, config: &RoomNotifyConfig, event: &RoomEvent) -> Re
             per_recipient(sent, event, "endpoints", "webhook")?;
         }
     }
-    let template = match event.kind.as_str() {
-        "participant_joined" if config.invitations => "room_invitation",
-        "cancelled" if config.cancellations => "room_cancelled",
-        "completed" if config.summaries => "room_summary",
+    let template = match &event.data {
+        RoomEventData::ParticipantJoined(_) if config.invitations => "room_invitation",
+        RoomEventData::Cancelled(_) if config.cancellations => "room_cancelled",
+        RoomEventData::Completed(_) if config.summaries => "room_summary",
         _ => return Ok(()),
     };
     let everyone = store.list_participants(&room.id).await?;
     let (method, who): (Option<IcsMethod>, Vec<&Participant>) = match template {
         "room_invitation" => {
-            let id = event.data["participant_id"].as_str().unwrap_or_default();
+            let RoomEventData::ParticipantJoined(joined) = &event.data else { return Ok(()) };
+            let id = joined.participant_id.as_str();
             (Some(IcsMethod::Request), everyone.iter().filter(|p| p.id == id).collect())
         }
         "room_cancelled" => (Some(IcsMethod::Cancel), everyone.iter().collect()),

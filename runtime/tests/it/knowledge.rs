@@ -270,7 +270,7 @@ async fn speech_in_a_room_is_searchable_and_brings_suggestions() {
     let suggestion = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             match watch.next().await {
-                Some(Ok(WatchItem::Event(e))) if e.kind == "suggestion" => return e,
+                Some(Ok(WatchItem::Event(e))) if e.kind() == "suggestion" => return e,
                 Some(_) => {}
                 None => panic!("watch ended"),
             }
@@ -278,10 +278,10 @@ async fn speech_in_a_room_is_searchable_and_brings_suggestions() {
     })
     .await
     .expect("a suggestion arrives");
-    assert_eq!(suggestion.data["filename"], "refunds.md", "{:?}", suggestion.data);
-    assert_eq!(suggestion.data["answer_to_question"], true);
-    assert_eq!(suggestion.data["interaction_type"], "proactive_tip");
-    assert_eq!(suggestion.data["participant_id"], ada.id.as_str());
+    assert_eq!(suggestion.data.data_value()["filename"], "refunds.md", "{:?}", suggestion.data);
+    assert_eq!(suggestion.data.data_value()["answer_to_question"], true);
+    assert_eq!(suggestion.data.data_value()["interaction_type"], "proactive_tip");
+    assert_eq!(suggestion.data.data_value()["participant_id"], ada.id.as_str());
 
     // and what was said is searchable, in this room and across the entity's rooms
     let api2 = api.clone();

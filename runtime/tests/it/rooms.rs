@@ -47,7 +47,7 @@ async fn lifecycle_and_participants(f: Fixture) {
 
     // the log holds every change, in order
     let events = f.rt.store().list_events(&id, 0, 100).await.unwrap();
-    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind()).collect();
     assert_eq!(
         kinds,
         [
@@ -254,6 +254,6 @@ async fn idle_rooms_are_passivated_and_come_back_intact() {
     assert_eq!(rt.stats().await.unwrap().live_rooms, 1);
     // the watcher subscribed before passivation still sees the change
     let Some(Ok(WatchItem::Event(ev))) = w.next().await else { panic!("expected an event") };
-    assert_eq!(ev.kind, "participant_left");
+    assert_eq!(ev.kind(), "participant_left");
     rt.shutdown().await;
 }

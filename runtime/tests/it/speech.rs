@@ -131,15 +131,15 @@ async fn two_speakers_are_transcribed_attributed_persisted_and_watched() {
     while seen.len() < transcript.len() {
         let item = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
         if let WatchItem::Event(e) = item
-            && e.kind == "transcript_segment"
+            && e.kind() == "transcript_segment"
         {
             seen.push(e);
         }
     }
     for (event, segment) in seen.iter().zip(&transcript) {
         assert_eq!(event.seq, segment.seq);
-        assert_eq!(event.data["text"], segment.text.as_str());
-        assert_eq!(event.data["participant_id"], segment.participant_id.as_str());
+        assert_eq!(event.data.data_value()["text"], segment.text.as_str());
+        assert_eq!(event.data.data_value()["participant_id"], segment.participant_id.as_str());
     }
 
     // pages of one cover the transcript exactly
@@ -226,7 +226,7 @@ async fn ending_a_room_flushes_what_was_said_before_it_completes() {
     assert!(wer(ADA, &text) < 0.2, "{text:?}");
     let events = rt.store().list_events(&room_id, 0, 1000).await.unwrap();
     let last = events.last().unwrap();
-    assert_eq!(last.kind, "completed");
+    assert_eq!(last.kind(), "completed");
     assert!(transcript.iter().all(|t| t.seq < last.seq));
     drop(s);
     rt.shutdown().await;
@@ -251,7 +251,7 @@ async fn a_transcriber_crash_restarts_it_and_spares_the_room() {
         let (store, rid) = (store.clone(), rid.clone());
         async move {
             let events = store.list_events(&rid, 0, 1000).await.unwrap();
-            events.iter().any(|e| e.kind == "transcriber_restarted")
+            events.iter().any(|e| e.kind() == "transcriber_restarted")
         }
     })
     .await;
@@ -266,11 +266,11 @@ async fn a_transcriber_crash_restarts_it_and_spares_the_room() {
     assert!(wer(ADA, &text) < 0.35, "{text:?}");
     // the room itself never restarted, and the other room is untouched
     let events = rt.store().list_events(&room_id, 0, 1000).await.unwrap();
-    assert!(!events.iter().any(|e| e.kind == "restarted"));
+    assert!(!events.iter().any(|e| e.kind() == "restarted"));
     let room = api.get_room(&room_id).await.unwrap();
     assert_eq!(room.view.room.status, huddle_core::RoomStatus::Active);
     let others = rt.store().list_events(&other_room, 0, 1000).await.unwrap();
-    assert!(others.iter().all(|e| !e.kind.contains("restart")));
+    assert!(others.iter().all(|e| !e.kind().contains("restart")));
     rt.shutdown().await;
 }
 

@@ -23,7 +23,7 @@ async fn snapshot_then_ordered_events_then_end() {
     let mut kinds = vec![];
     while let Some(item) = tokio::time::timeout(Duration::from_secs(5), w.next()).await.expect("stream stalled") {
         let WatchItem::Event(ev) = item.unwrap() else { panic!("only one snapshot") };
-        kinds.push((ev.seq, ev.kind));
+        kinds.push((ev.seq, ev.kind().to_string()));
     }
     assert_eq!(
         kinds,

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use huddle_core::{Entity, NewEntity, Participant, ParticipantKind, Room, RoomEvent, RoomStatus};
+use huddle_core::{Entity, NewEntity, Participant, ParticipantKind, Room, RoomEvent, RoomEventData, RoomStatus};
 use huddle_storage::postgres::PostgresStore;
 use huddle_storage::sqlite::SqliteStore;
 use huddle_storage::{DynStore, RoomChange, Store};
@@ -187,14 +187,15 @@ pub fn room(entity_id: &str, id: &str, created_at_ms: i64) -> Room {
     }
 }
 
+/// An event of `kind`: a known kind gets a payload that fits it, any other
+/// kind keeps arbitrary JSON as [`RoomEventData::Unknown`].
 pub fn event(room_id: &str, seq: u64, kind: &str, at_ms: i64) -> RoomEvent {
-    RoomEvent {
-        room_id: room_id.to_string(),
-        seq,
-        kind: kind.to_string(),
-        data: json!({ "seq": seq, "kind": kind, "nested": { "list": [1, 2.5, "three", null] } }),
-        at_ms,
-    }
+    let data = json!({
+        "from": "ACTIVE", "to": "COMPLETED", "kind": "HUMAN", "participant_id": format!("p{seq}"), "text": kind,
+        "seq": seq, "nested": { "list": [1, 2.5, "three", null] },
+    });
+    let data = RoomEventData::from_parts(kind, data).expect("a payload that fits every kind");
+    RoomEvent { room_id: room_id.to_string(), seq, data, at_ms }
 }
 
 /// Stores `room` with its `created` event (seq 1).

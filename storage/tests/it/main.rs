@@ -7,6 +7,7 @@
 //! be reached. `sqlite` and `postgres` hold backend-specific tests.
 
 mod common;
+mod fixture;
 mod postgres;
 mod sqlite;
 mod suite;

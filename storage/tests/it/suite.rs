@@ -658,8 +658,8 @@ pub async fn events_ordering_and_limits(db: &TestDb) {
     let listed = store.list_events("r1", 0, 100).await.unwrap();
     assert_eq!(seqs(&listed), vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(listed, all, "kinds, data and times round-trip");
-    assert_eq!(listed[1].kind, "a");
-    assert_eq!(listed[1].data["nested"]["list"][1], 2.5);
+    assert_eq!(listed[1].kind(), "a");
+    assert_eq!(listed[1].data.data_value()["nested"]["list"][1], 2.5);
 
     assert_eq!(seqs(&store.list_events("r1", 2, 3).await.unwrap()), vec![3, 4, 5]);
     assert_eq!(seqs(&store.list_events("r1", 5, 3).await.unwrap()), vec![6]);
